@@ -1,0 +1,25 @@
+"""Kedro hooks that make pipeline runs observable: metrics, memory, tracking, validation.
+
+Add the hooks you want to your project's ``settings.py``::
+
+    from kedro_observability import InputPathHook
+
+    HOOKS = (InputPathHook(),)
+
+and let Kedro's config loader serve ``observability.yml`` (see :mod:`.settings`).
+"""
+
+from kedro_observability.inputs import InputPathError, InputPathHook
+from kedro_observability.names import sanitize_name
+from kedro_observability.runtime import ParallelRunnerStartMethodError
+from kedro_observability.settings import CONFIG_PATTERNS, ObservabilitySettings, SettingsError
+
+__all__ = [
+    "CONFIG_PATTERNS",
+    "InputPathError",
+    "InputPathHook",
+    "ObservabilitySettings",
+    "ParallelRunnerStartMethodError",
+    "SettingsError",
+    "sanitize_name",
+]

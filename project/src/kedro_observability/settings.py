@@ -1,0 +1,277 @@
+"""The hooks' settings: one validated object built from ``observability.yml`` and the environment.
+
+Every hook reads the same :class:`ObservabilitySettings`. It is loaded through the project's
+Kedro config loader (the ``observability`` config pattern), then the environment variables
+of the stack's contract override it, then it is checked: an unknown key or a value of the
+wrong type raises :class:`SettingsError` naming the key and the file it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import json
+import logging
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEY = "observability"
+"""The key under which the project's config loader serves this file."""
+
+CONFIG_PATTERNS = ["observability*", "observability*/**"]
+"""What to add to ``CONFIG_LOADER_ARGS["config_patterns"]`` in a project's settings.py."""
+
+
+class SettingsError(ValueError):
+    """A setting in observability.yml (or its environment override) is not valid."""
+
+
+@dataclass(frozen=True)
+class StatsdSettings:
+    """Where the statsd hooks send their packets."""
+
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = 9125
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """All settings of the kedro_observability hooks."""
+
+    statsd: StatsdSettings = field(default_factory=StatsdSettings)
+    input_paths: dict[str, list[str]] = field(default_factory=dict)
+    """Node name -> names of the inputs that the node receives as file paths."""
+
+    def to_json(self) -> str:
+        """Serialise, so that ParallelRunner's spawned workers can rebuild the settings."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ObservabilitySettings:
+        return parse_settings(json.loads(text), source="the parent process")
+
+
+# Contract: these environment variables win over observability.yml.
+ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "STATSD_HOST": ("statsd", "host"),
+    "STATSD_PORT": ("statsd", "port"),
+}
+
+
+def load_settings(config_loader: Any) -> ObservabilitySettings:
+    """Load, override from the environment and validate the settings of a Kedro project."""
+    raw = _read_config(config_loader)
+    overridden = apply_environment(raw)
+
+    def locate(key: str) -> str:
+        return _locate_key(config_loader, key)
+
+    return parse_settings(overridden, source=locate)
+
+
+def apply_environment(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return a copy of ``raw`` with the contract's environment variables applied."""
+    environ = os.environ if environ is None else environ
+    result = _deep_copy(raw)
+    for variable, path in ENVIRONMENT_OVERRIDES.items():
+        value = environ.get(variable)
+        if value is None or value == "":
+            continue
+        section = result
+        for key in path[:-1]:
+            existing = section.get(key)
+            section[key] = dict(existing) if isinstance(existing, Mapping) else {}
+            section = section[key]
+        section[path[-1]] = value
+    return result
+
+
+def parse_settings(raw: Mapping[str, Any], source: str | Callable[[str], str] = "observability.yml") -> ObservabilitySettings:
+    """Build :class:`ObservabilitySettings` from plain data, or raise :class:`SettingsError`.
+
+    ``source`` names where a key came from, for error messages: a fixed description or a
+    function from the dotted key to the file that holds it.
+    """
+    locate = source if callable(source) else (lambda _key: source)
+    return _build_dataclass(ObservabilitySettings, raw, "", locate)
+
+
+def _read_config(config_loader: Any) -> Mapping[str, Any]:
+    # Imported here so that the settings can be parsed without Kedro installed.
+    from kedro.config import MissingConfigException
+
+    try:
+        return config_loader[CONFIG_KEY] or {}
+    except KeyError:
+        logger.warning(
+            "kedro_observability: the project's config loader has no '%s' pattern, so "
+            "observability.yml is not read and the defaults apply. Add "
+            "CONFIG_LOADER_ARGS = {'config_patterns': {'%s': %s}} to settings.py.",
+            CONFIG_KEY,
+            CONFIG_KEY,
+            CONFIG_PATTERNS,
+        )
+    except MissingConfigException:
+        logger.info("kedro_observability: no observability.yml found; using the defaults.")
+    return {}
+
+
+def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _deep_copy(value) if isinstance(value, Mapping) else value for key, value in raw.items()}
+
+
+def _build_dataclass(cls: type, raw: Any, prefix: str, locate: Callable[[str], str]) -> Any:
+    if not isinstance(raw, Mapping):
+        key = prefix or "(top level)"
+        raise SettingsError(
+            f"Setting '{key}' in {locate(prefix)} must be a mapping of keys to values, "
+            f"got {_describe(raw)}."
+        )
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            dotted = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+            raise SettingsError(
+                f"Unknown setting '{dotted}' in {locate(dotted)}.{hint} "
+                f"Known keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(known))}."
+            )
+    values = {}
+    for name in known & set(raw):
+        values[name] = _convert(raw[name], hints[name], f"{prefix}{name}", locate)
+    return cls(**values)
+
+
+def _convert(value: Any, hint: Any, key: str, locate: Callable[[str], str]) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build_dataclass(hint, value, key + ".", locate)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _convert(value, inner, key, locate)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise _type_error(key, locate, "one of " + ", ".join(repr(a) for a in args), value)
+    if origin is dict:
+        key_type, value_type = args
+        if not isinstance(value, Mapping):
+            raise _type_error(key, locate, "a mapping", value)
+        return {
+            _convert(k, key_type, key, locate): _convert(v, value_type, f"{key}.{k}", locate)
+            for k, v in value.items()
+        }
+    if origin is list:
+        (item_type,) = args
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise _type_error(key, locate, "a list", value)
+        return [_convert(item, item_type, f"{key}[{i}]", locate) for i, item in enumerate(value)]
+    return _convert_scalar(value, hint, key, locate)
+
+
+def _convert_scalar(value: Any, hint: type, key: str, locate: Callable[[str], str]) -> Any:
+    # Environment variables (directly or through oc.env) arrive as strings, so numbers
+    # and booleans written as text are accepted; anything else must already match.
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+            return _BOOLEAN_WORDS[value.strip().lower()]
+        raise _type_error(key, locate, "true or false", value)
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise _type_error(key, locate, "an integer", value)
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise _type_error(key, locate, "a number", value)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _type_error(key, locate, "a string", value)
+    raise TypeError(f"kedro_observability: no converter for {hint!r} (setting '{key}')")
+
+
+_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _type_error(key: str, locate: Callable[[str], str], expected: str, value: Any) -> SettingsError:
+    return SettingsError(f"Setting '{key}' in {locate(key)} must be {expected}, got {_describe(value)}.")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _locate_key(config_loader: Any, dotted_key: str) -> str:
+    """Name the file a setting came from, so that the user knows what to edit."""
+    for variable, path in ENVIRONMENT_OVERRIDES.items():
+        if dotted_key == ".".join(path) and os.environ.get(variable):
+            return f"the environment variable {variable}"
+    try:
+        conf_source = Path(config_loader.conf_source)
+        patterns = config_loader.config_patterns[CONFIG_KEY]
+        environments = [config_loader.env or config_loader.default_run_env, config_loader.base_env]
+    except (AttributeError, KeyError, TypeError):
+        return "observability.yml"
+    documents = []
+    for environment in environments:
+        folder = conf_source / str(environment)
+        if not folder.is_dir():
+            continue
+        for candidate in sorted(folder.rglob("*")):
+            relative = candidate.relative_to(folder).as_posix()
+            if candidate.suffix not in {".yml", ".yaml"}:
+                continue
+            if not any(fnmatch.fnmatch(relative.rsplit(".", 1)[0], p) or fnmatch.fnmatch(relative, p) for p in patterns):
+                continue
+            try:
+                documents.append((candidate, yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}))
+            except (OSError, yaml.YAMLError):
+                continue
+    # Mapping keys may contain dots themselves (namespaced node names), so try the
+    # longest prefix of the key that a file holds.
+    parts = dotted_key.split("[")[0].split(".")
+    for length in range(len(parts), 0, -1):
+        for candidate, content in documents:
+            if _holds_key(content, parts[:length]):
+                return str(candidate)
+    return f"the '{CONFIG_KEY}' configuration"
+
+
+def _holds_key(content: Any, parts: list[str]) -> bool:
+    for part in parts:
+        if not isinstance(content, Mapping) or part not in content:
+            return False
+        content = content[part]
+    return True
