@@ -21,7 +21,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
-from kedro_observability.runtime import RunScope
+from kedro_observability.runtime import ParallelRunnerStartMethodError, RunScope, parallel_workers_problem
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,14 @@ class InputPathHook:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
         run = self._scope.start(run_params)
+        if not run.settings.input_paths:
+            return
         check_input_paths(run.settings.input_paths, pipeline, _registered_pipelines(), catalog)
+        # Without hooks in the workers, the configured nodes would silently get data instead
+        # of paths: a result that differs between runners, so the run must not start.
+        problem = parallel_workers_problem(run_params)
+        if problem:
+            raise ParallelRunnerStartMethodError(problem)
 
     @hook_impl
     def before_node_run(self, node: Node, catalog: Any, inputs: dict[str, Any]) -> dict[str, str] | None:

@@ -1,16 +1,16 @@
 """What every hook knows about the current run, in the main process and in ParallelRunner workers.
 
 Kedro calls ``after_context_created`` and the pipeline hooks only in the main process.
-Under ParallelRunner the node and dataset hooks run in worker processes: with the ``fork``
-start method they are copies of the main process's hook objects, state included; with
-``spawn`` or ``forkserver`` Kedro imports the project's settings afresh, so the hooks start
-empty. :class:`RunScope` covers both: the main process publishes the run's identity and
-settings in an environment variable that spawned workers inherit.
+Under ParallelRunner the node and dataset hooks run in worker processes. Kedro 1.7 creates
+them with the start method of ``KEDRO_MP_CONTEXT`` (or Python's default), and registers the
+project's hooks in them only when they are forked: a forked worker holds a copy of the main
+process's hook objects, state included, taken when the worker starts (after
+``before_pipeline_run``). A spawned or forkserver worker runs no project hook at all, which
+:func:`parallel_workers_problem` detects before any node runs.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -23,12 +23,11 @@ from kedro_observability.settings import ObservabilitySettings, apply_environmen
 
 logger = logging.getLogger(__name__)
 
-RUN_ENVIRONMENT_VARIABLE = "KEDRO_OBSERVABILITY_RUN"
 DEFAULT_PIPELINE = "__default__"
 
 
 class ParallelRunnerStartMethodError(RuntimeError):
-    """ParallelRunner would start workers in which Kedro registers none of the project's hooks."""
+    """ParallelRunner would start workers in which Kedro runs none of the project's hooks."""
 
 
 @dataclass(frozen=True)
@@ -39,22 +38,6 @@ class RunInfo:
     pipeline: str
     run_id: str
     settings: ObservabilitySettings
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "project": self.project,
-                "pipeline": self.pipeline,
-                "run_id": self.run_id,
-                "settings": json.loads(self.settings.to_json()),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> RunInfo:
-        data = json.loads(text)
-        settings = parse_settings(data["settings"], source="the parent process")
-        return cls(data["project"], data["pipeline"], data["run_id"], settings)
 
 
 def project_label() -> str:
@@ -70,32 +53,26 @@ def pipeline_label(run_params: dict[str, Any]) -> str:
     return sanitize_name("+".join(names)) if names else DEFAULT_PIPELINE
 
 
-def check_parallel_runner_start_method(run_params: dict[str, Any]) -> None:
-    """Fail before any node runs when ParallelRunner's workers would run without hooks.
+def parallel_workers_problem(run_params: dict[str, Any]) -> str | None:
+    """Say why ParallelRunner's workers would run no project hook, or None if they will.
 
-    Kedro bootstraps the project in a worker only when ``multiprocessing.get_start_method()``
-    is spawn or forkserver, but it creates the workers with ``KEDRO_MP_CONTEXT`` when that is
-    set. With ``KEDRO_MP_CONTEXT=spawn`` (or forkserver) and the default ``fork`` start
-    method, the workers import no project settings and silently run no node or dataset
-    hook: metrics and input paths would differ from the other runners.
+    Kedro starts the workers with ``KEDRO_MP_CONTEXT`` or, unset, Python's default start
+    method. Only forked workers inherit the configured project; spawned and forkserver
+    workers import Kedro afresh and run no node or dataset hook, silently.
     """
     if "ParallelRunner" not in str(run_params.get("runner", "")):
-        return
+        return None
     requested = os.environ.get("KEDRO_MP_CONTEXT")
-    if requested not in {"spawn", "forkserver"}:
-        return
-    default = multiprocessing.get_start_method()
-    if default in {"spawn", "forkserver"}:
-        return
-    raise ParallelRunnerStartMethodError(
-        f"ParallelRunner would start its workers with KEDRO_MP_CONTEXT={requested} while "
-        f"Python's multiprocessing start method is '{default}'. In that combination Kedro "
-        "does not load the project's settings in the workers, so no node or dataset hook "
-        "would run there (no node metrics, and nodes configured in input_paths would get "
-        "data instead of file paths). Either unset KEDRO_MP_CONTEXT, or also make "
-        f"'{requested}' the default start method, for example with "
-        f"multiprocessing.set_start_method('{requested}') at the top of your project's "
-        "__main__.py."
+    method = requested if requested in {"fork", "spawn", "forkserver"} else multiprocessing.get_start_method()
+    if method == "fork":
+        return None
+    source = "KEDRO_MP_CONTEXT" if requested == method else "Python's default start method"
+    return (
+        f"ParallelRunner would start its workers with the '{method}' start method ({source}). "
+        "Kedro does not load the project's settings in such workers, so no node or dataset "
+        "hook runs there: no node or dataset metrics, and nodes configured in input_paths "
+        "would receive data instead of file paths. Set KEDRO_MP_CONTEXT=fork (Linux, macOS), "
+        "or use ThreadRunner."
     )
 
 
@@ -115,8 +92,7 @@ class RunScope:
         return settings
 
     def start(self, run_params: dict[str, Any]) -> RunInfo:
-        """Record the run (``before_pipeline_run``) and publish it for spawned workers."""
-        check_parallel_runner_start_method(run_params)
+        """Record the run (``before_pipeline_run``)."""
         run = RunInfo(
             project=project_label(),
             pipeline=pipeline_label(run_params),
@@ -125,37 +101,27 @@ class RunScope:
         )
         with self._lock:
             self._run = run
-        os.environ[RUN_ENVIRONMENT_VARIABLE] = run.to_json()
         return run
 
     def end(self) -> None:
         """Forget the run (``after_pipeline_run`` / ``on_pipeline_error``)."""
         with self._lock:
             self._run = None
-        os.environ.pop(RUN_ENVIRONMENT_VARIABLE, None)
 
     @property
     def settings(self) -> ObservabilitySettings:
         with self._lock:
             if self._settings is None:
-                inherited = _inherited_run()
-                self._settings = inherited.settings if inherited else _default_settings()
+                # No KedroContext (a runner driven directly): the defaults and the environment.
+                self._settings = parse_settings(apply_environment({}), source="the environment")
             return self._settings
 
     @property
     def run(self) -> RunInfo:
-        """The current run; in a spawned worker, the one its parent published."""
+        """The current run, or a default identity outside ``KedroSession.run``."""
         with self._lock:
             if self._run is not None:
                 return self._run
-        inherited = _inherited_run()
-        if inherited is not None:
-            with self._lock:
-                self._run = inherited
-                if self._settings is None:
-                    self._settings = inherited.settings
-            return inherited
-        # Called outside ``KedroSession.run`` (a runner driven directly): no pipeline hooks.
         return RunInfo(project_label(), DEFAULT_PIPELINE, "", self.settings)
 
 
@@ -174,18 +140,3 @@ def settings_for(config_loader: Any) -> ObservabilitySettings:
         _settings_cache.clear()
         _settings_cache[id(config_loader)] = (config_loader, settings)
         return settings
-
-
-def _inherited_run() -> RunInfo | None:
-    text = os.environ.get(RUN_ENVIRONMENT_VARIABLE)
-    if not text:
-        return None
-    try:
-        return RunInfo.from_json(text)
-    except (ValueError, KeyError, TypeError) as error:
-        logger.warning("kedro_observability: ignoring a malformed %s (%s).", RUN_ENVIRONMENT_VARIABLE, error)
-        return None
-
-
-def _default_settings() -> ObservabilitySettings:
-    return parse_settings(apply_environment({}), source="the environment")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-import json
 import logging
 import os
 import types
@@ -52,14 +51,6 @@ class ObservabilitySettings:
     statsd: StatsdSettings = field(default_factory=StatsdSettings)
     input_paths: dict[str, list[str]] = field(default_factory=dict)
     """Node name -> names of the inputs that the node receives as file paths."""
-
-    def to_json(self) -> str:
-        """Serialise, so that ParallelRunner's spawned workers can rebuild the settings."""
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> ObservabilitySettings:
-        return parse_settings(json.loads(text), source="the parent process")
 
 
 # Contract: these environment variables win over observability.yml.
@@ -133,10 +124,9 @@ def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _build_dataclass(cls: type, raw: Any, prefix: str, locate: Callable[[str], str]) -> Any:
     if not isinstance(raw, Mapping):
-        key = prefix or "(top level)"
+        key = prefix.rstrip(".") or "(top level)"
         raise SettingsError(
-            f"Setting '{key}' in {locate(prefix)} must be a mapping of keys to values, "
-            f"got {_describe(raw)}."
+            f"Setting '{key}' in {locate(key)} must be a mapping of keys to values, got {_describe(raw)}."
         )
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}

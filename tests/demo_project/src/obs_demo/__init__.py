@@ -1,0 +1,1 @@
+"""Test project: a namespaced pipeline reading a versioned dataset."""
