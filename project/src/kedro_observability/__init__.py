@@ -2,24 +2,28 @@
 
 Add the hooks you want to your project's ``settings.py``::
 
-    from kedro_observability import InputPathHook
+    from kedro_observability import DatasetMetricsHook, NodeMetricsHook, PipelineMetricsHook
 
-    HOOKS = (InputPathHook(),)
+    HOOKS = (PipelineMetricsHook(), NodeMetricsHook(), DatasetMetricsHook())
 
 and let Kedro's config loader serve ``observability.yml`` (see :mod:`.settings`).
 """
 
 from kedro_observability.inputs import InputPathError, InputPathHook
+from kedro_observability.metrics import DatasetMetricsHook, NodeMetricsHook, PipelineMetricsHook
 from kedro_observability.names import sanitize_name
 from kedro_observability.runtime import ParallelRunnerStartMethodError
 from kedro_observability.settings import CONFIG_PATTERNS, ObservabilitySettings, SettingsError
 
 __all__ = [
     "CONFIG_PATTERNS",
+    "DatasetMetricsHook",
     "InputPathError",
     "InputPathHook",
+    "NodeMetricsHook",
     "ObservabilitySettings",
     "ParallelRunnerStartMethodError",
+    "PipelineMetricsHook",
     "SettingsError",
     "sanitize_name",
 ]

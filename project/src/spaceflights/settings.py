@@ -2,12 +2,21 @@
 
 from omegaconf.resolvers import oc
 
-from kedro_observability import CONFIG_PATTERNS, InputPathHook
+from kedro_observability import (
+    CONFIG_PATTERNS,
+    DatasetMetricsHook,
+    InputPathHook,
+    NodeMetricsHook,
+    PipelineMetricsHook,
+)
 from spaceflights.hooks import GenerateMissingRawData
 
 # Order matters only for before_pipeline_run: raw data is generated before any hook
 # checks the catalog. pluggy calls hooks registered later first, so the generator is last.
 HOOKS = (
+    PipelineMetricsHook(),
+    NodeMetricsHook(),
+    DatasetMetricsHook(),
     InputPathHook(),
     GenerateMissingRawData(),
 )

@@ -1,0 +1,214 @@
+"""statsd hooks: pipeline, node and dataset metrics for Prometheus' statsd_exporter.
+
+Each event is one UDP packet of InfluxDB-tagged statsd lines, for example::
+
+    kedro.node.duration,project=spaceflights,pipeline=__default__,node=train_model:12.5|ms
+    kedro.node.runs,project=spaceflights,pipeline=__default__,node=train_model,status=success:1|c
+
+``statsd-exporter/mapping.yml`` turns them into the metrics of the stack's contract. Label
+values go through :func:`~kedro_observability.names.sanitize_name`, so no name can break a
+line. Timers live in thread-local storage: ThreadRunner runs nodes concurrently, and node or
+dataset names need not be unique across threads. Under ParallelRunner the node and dataset
+hooks run, and send, in the (forked) worker processes; the pipeline hook in the main one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import lru_cache
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline.node import Node
+
+from kedro_observability.emitter import StatsdEmitter, emitter_for
+from kedro_observability.guard import never_raise
+from kedro_observability.names import sanitize_name
+from kedro_observability.runtime import RunInfo, RunScope, parallel_workers_problem
+from kedro_observability.sizes import measure
+
+logger = logging.getLogger(__name__)
+
+
+def is_parameter(dataset_name: str) -> bool:
+    """Parameters are not datasets: no dataset metrics for them."""
+    return dataset_name == "parameters" or dataset_name.startswith("params:")
+
+
+@lru_cache(maxsize=4096)
+def _node_tags(project: str, pipeline: str, node_name: str) -> str:
+    return f",project={project},pipeline={pipeline},node={sanitize_name(node_name)}"
+
+
+@lru_cache(maxsize=4096)
+def _dataset_tags(project: str, dataset_name: str) -> str:
+    return f",project={project},dataset={sanitize_name(dataset_name)}"
+
+
+class _StatsdHookBase:
+    """Settings, run identity and the emitter, shared by the three statsd hooks."""
+
+    def __init__(self) -> None:
+        self._scope = RunScope()
+        self._local = threading.local()
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._scope.configure(context)
+
+    def _emitter(self) -> StatsdEmitter | None:
+        statsd = self._scope.settings.statsd
+        return emitter_for(statsd.host, statsd.port) if statsd.enabled else None
+
+    def _timers(self) -> dict[str, float]:
+        timers = getattr(self._local, "timers", None)
+        if timers is None:
+            timers = self._local.timers = {}
+        return timers
+
+
+class PipelineMetricsHook(_StatsdHookBase):
+    """Runs by status, run duration and the time of the last success, per pipeline."""
+
+    @hook_impl
+    @never_raise
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        run = self._scope.start(run_params)
+        emitter = self._emitter()
+        if emitter is not None:
+            emitter.connect()
+        self._timers()[run.run_id] = time.perf_counter()
+
+    @hook_impl
+    @never_raise
+    def after_pipeline_run(self) -> None:
+        self._finish("success")
+
+    @hook_impl
+    @never_raise
+    def on_pipeline_error(self) -> None:
+        self._finish("failure")
+
+    def _finish(self, status: str) -> None:
+        run = self._scope.run
+        started = self._timers().pop(run.run_id, None)
+        self._scope.end()
+        emitter = self._emitter()
+        pipe = emitter.pipeline() if emitter is not None else None
+        if pipe is None:
+            return
+        tags = f",project={run.project},pipeline={run.pipeline}"
+        pipe.incr(f"kedro.pipeline.runs{tags},status={status}")
+        if started is not None:
+            pipe.timing(f"kedro.pipeline.duration{tags}", (time.perf_counter() - started) * 1000.0)
+        if status == "success":
+            pipe.gauge(f"kedro.pipeline.last_success_timestamp{tags}", time.time())
+        pipe.send()
+
+
+class NodeMetricsHook(_StatsdHookBase):
+    """Duration and runs by status of every node run, failures included."""
+
+    @hook_impl
+    @never_raise
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._scope.start(run_params)
+        problem = parallel_workers_problem(run_params)
+        if problem and self._scope.settings.statsd.enabled:
+            logger.warning("kedro_observability: %s", problem)
+
+    @hook_impl
+    @never_raise
+    def before_node_run(self, node: Node) -> None:
+        self._timers()[node.name] = time.perf_counter()
+
+    @hook_impl
+    @never_raise
+    def after_node_run(self, node: Node) -> None:
+        self._finish(node, "success")
+
+    @hook_impl
+    @never_raise
+    def on_node_error(self, node: Node) -> None:
+        self._finish(node, "failure")
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._scope.end()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._scope.end()
+
+    def _finish(self, node: Node, status: str) -> None:
+        # Pop first: whatever happens next, a finished node leaves no timer behind.
+        started = self._timers().pop(node.name, None)
+        emitter = self._emitter()
+        pipe = emitter.pipeline() if emitter is not None else None
+        if pipe is None:
+            return
+        run: RunInfo = self._scope.run
+        tags = _node_tags(run.project, run.pipeline, node.name)
+        if started is not None:
+            pipe.timing(f"kedro.node.duration{tags}", (time.perf_counter() - started) * 1000.0)
+        pipe.incr(f"kedro.node.runs{tags},status={status}")
+        pipe.send()
+
+
+class DatasetMetricsHook(_StatsdHookBase):
+    """Size, rows and load/save duration of every dataset a node loads or saves."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._scope.start(run_params)
+
+    @hook_impl
+    @never_raise
+    def before_dataset_loaded(self, dataset_name: str) -> None:
+        if not is_parameter(dataset_name):
+            self._timers()["load:" + dataset_name] = time.perf_counter()
+
+    @hook_impl
+    @never_raise
+    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+        self._finish("load", dataset_name, data)
+
+    @hook_impl
+    @never_raise
+    def before_dataset_saved(self, dataset_name: str) -> None:
+        if not is_parameter(dataset_name):
+            self._timers()["save:" + dataset_name] = time.perf_counter()
+
+    @hook_impl
+    @never_raise
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        self._finish("save", dataset_name, data)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._scope.end()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._scope.end()
+
+    def _finish(self, operation: str, dataset_name: str, data: Any) -> None:
+        if is_parameter(dataset_name):
+            return
+        started = self._timers().pop(f"{operation}:{dataset_name}", None)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0 if started is not None else None
+        emitter = self._emitter()
+        pipe = emitter.pipeline() if emitter is not None else None
+        if pipe is None:
+            return
+        tags = _dataset_tags(self._scope.run.project, dataset_name)
+        if elapsed_ms is not None:
+            pipe.timing(f"kedro.dataset.{operation}_duration{tags}", elapsed_ms)
+        size = measure(data)
+        if size.bytes is not None:
+            pipe.gauge(f"kedro.dataset.size{tags}", size.bytes)
+        if size.rows is not None:
+            pipe.gauge(f"kedro.dataset.rows{tags}", size.rows)
+        pipe.send()
