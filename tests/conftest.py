@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,51 @@ def demo_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(path)
     monkeypatch.delenv("KEDRO_MP_CONTEXT", raising=False)
     return path
+
+
+@dataclass
+class PopulatedStack:
+    """A real Prometheus scraping the statsd_exporter stand-in after real pipeline runs."""
+
+    prometheus: Any
+    standin: Any
+    runners: list[str]
+    failing_pipeline: str
+
+
+@pytest.fixture(scope="session")
+def populated_stack(tmp_path_factory: pytest.TempPathFactory):
+    """Run the sample pipeline under every runner (and one failing run), metrics flowing
+    through UDP into the stand-in, scraped by a real Prometheus. Shared by the tests that
+    query metrics, dashboards and alerts, since the runs take a while."""
+    from prometheus_server import PrometheusServer
+    from statsd_exporter_standin import StandIn
+
+    standin = StandIn(REPO / "statsd-exporter" / "mapping.yml").start()
+    workdir = tmp_path_factory.mktemp("prometheus")
+    prometheus = PrometheusServer(workdir, f"127.0.0.1:{standin.http_port}")
+    # As in the real stack, Prometheus already scrapes the exporter when the runs start;
+    # the alert rules treat series present at Prometheus' first scrape as old news.
+    prometheus.wait_for('up{job="statsd-exporter"} == 1', lambda found: len(found) == 1)
+    project = copy_project(SAMPLE_PROJECT, tmp_path_factory.mktemp("populated") / "spaceflights")
+    (project / "conf" / "local" / "parameters_data_generation.yml").write_text(
+        f"data_generation:\n  seed: 42\n  n_shuttles: {SAMPLE_SHUTTLES}\n"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project)
+        patch.setenv("STATSD_HOST", "127.0.0.1")
+        patch.setenv("STATSD_PORT", str(standin.udp_port))
+        patch.delenv("KEDRO_MP_CONTEXT", raising=False)
+        for runner in RUNNERS:
+            run_project(project, runner=make_runner(runner))
+        with pytest.raises(KeyError):
+            run_project(
+                project,
+                pipeline_names=["data_science"],
+                runtime_params={"model_options": {"features": ["no_such_column"], "test_size": 0.2, "random_state": 3}},
+            )
+    try:
+        yield PopulatedStack(prometheus, standin, list(RUNNERS), "data_science")
+    finally:
+        prometheus.stop()
+        standin.stop()

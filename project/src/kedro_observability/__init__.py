@@ -10,6 +10,7 @@ and let Kedro's config loader serve ``observability.yml`` (see :mod:`.settings`)
 """
 
 from kedro_observability.inputs import InputPathError, InputPathHook
+from kedro_observability.memory import MemoryHook
 from kedro_observability.metrics import DatasetMetricsHook, NodeMetricsHook, PipelineMetricsHook
 from kedro_observability.names import sanitize_name
 from kedro_observability.runtime import ParallelRunnerStartMethodError
@@ -20,6 +21,7 @@ __all__ = [
     "DatasetMetricsHook",
     "InputPathError",
     "InputPathHook",
+    "MemoryHook",
     "NodeMetricsHook",
     "ObservabilitySettings",
     "ParallelRunnerStartMethodError",

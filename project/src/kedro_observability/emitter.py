@@ -13,9 +13,12 @@ import logging
 import os
 import socket
 import threading
+from functools import lru_cache
 
 from statsd.client.base import StatsClientBase
 from statsd.client.udp import Pipeline
+
+from kedro_observability.names import sanitize_name
 
 logger = logging.getLogger(__name__)
 
@@ -114,3 +117,15 @@ def emitter_for(host: str, port: int) -> StatsdEmitter:
         if emitter is None:
             emitter = _emitters[(host, port)] = StatsdEmitter(host, port)
         return emitter
+
+
+@lru_cache(maxsize=4096)
+def node_tags(project: str, pipeline: str, node_name: str) -> str:
+    """The InfluxDB-style tags of a node's statsd lines (project and pipeline already sanitised)."""
+    return f",project={project},pipeline={pipeline},node={sanitize_name(node_name)}"
+
+
+@lru_cache(maxsize=4096)
+def dataset_tags(project: str, dataset_name: str) -> str:
+    """The InfluxDB-style tags of a dataset's statsd lines (project already sanitised)."""
+    return f",project={project},dataset={sanitize_name(dataset_name)}"

@@ -15,61 +15,22 @@ hooks run, and send, in the (forked) worker processes; the pipeline hook in the 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from functools import lru_cache
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline.node import Node
 
-from kedro_observability.emitter import StatsdEmitter, emitter_for
+from kedro_observability.base import ObservingHook, is_parameter
+from kedro_observability.emitter import dataset_tags, node_tags
 from kedro_observability.guard import never_raise
-from kedro_observability.names import sanitize_name
-from kedro_observability.runtime import RunInfo, RunScope, parallel_workers_problem
+from kedro_observability.runtime import RunInfo, parallel_workers_problem
 from kedro_observability.sizes import measure
 
 logger = logging.getLogger(__name__)
 
 
-def is_parameter(dataset_name: str) -> bool:
-    """Parameters are not datasets: no dataset metrics for them."""
-    return dataset_name == "parameters" or dataset_name.startswith("params:")
-
-
-@lru_cache(maxsize=4096)
-def _node_tags(project: str, pipeline: str, node_name: str) -> str:
-    return f",project={project},pipeline={pipeline},node={sanitize_name(node_name)}"
-
-
-@lru_cache(maxsize=4096)
-def _dataset_tags(project: str, dataset_name: str) -> str:
-    return f",project={project},dataset={sanitize_name(dataset_name)}"
-
-
-class _StatsdHookBase:
-    """Settings, run identity and the emitter, shared by the three statsd hooks."""
-
-    def __init__(self) -> None:
-        self._scope = RunScope()
-        self._local = threading.local()
-
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
-        self._scope.configure(context)
-
-    def _emitter(self) -> StatsdEmitter | None:
-        statsd = self._scope.settings.statsd
-        return emitter_for(statsd.host, statsd.port) if statsd.enabled else None
-
-    def _timers(self) -> dict[str, float]:
-        timers = getattr(self._local, "timers", None)
-        if timers is None:
-            timers = self._local.timers = {}
-        return timers
-
-
-class PipelineMetricsHook(_StatsdHookBase):
+class PipelineMetricsHook(ObservingHook):
     """Runs by status, run duration and the time of the last success, per pipeline."""
 
     @hook_impl
@@ -108,7 +69,7 @@ class PipelineMetricsHook(_StatsdHookBase):
         pipe.send()
 
 
-class NodeMetricsHook(_StatsdHookBase):
+class NodeMetricsHook(ObservingHook):
     """Duration and runs by status of every node run, failures included."""
 
     @hook_impl
@@ -150,14 +111,14 @@ class NodeMetricsHook(_StatsdHookBase):
         if pipe is None:
             return
         run: RunInfo = self._scope.run
-        tags = _node_tags(run.project, run.pipeline, node.name)
+        tags = node_tags(run.project, run.pipeline, node.name)
         if started is not None:
             pipe.timing(f"kedro.node.duration{tags}", (time.perf_counter() - started) * 1000.0)
         pipe.incr(f"kedro.node.runs{tags},status={status}")
         pipe.send()
 
 
-class DatasetMetricsHook(_StatsdHookBase):
+class DatasetMetricsHook(ObservingHook):
     """Size, rows and load/save duration of every dataset a node loads or saves."""
 
     @hook_impl
@@ -203,7 +164,7 @@ class DatasetMetricsHook(_StatsdHookBase):
         pipe = emitter.pipeline() if emitter is not None else None
         if pipe is None:
             return
-        tags = _dataset_tags(self._scope.run.project, dataset_name)
+        tags = dataset_tags(self._scope.run.project, dataset_name)
         if elapsed_ms is not None:
             pipe.timing(f"kedro.dataset.{operation}_duration{tags}", elapsed_ms)
         size = measure(data)

@@ -45,10 +45,71 @@ class StatsdSettings:
 
 
 @dataclass(frozen=True)
+class MemorySettings:
+    """Memory tracking of dataset loads and node runs (memory.py)."""
+
+    enabled: bool = True
+    interval_seconds: float = 0.05
+    """How often a running node's resident memory is sampled, in a background thread."""
+    log_loads: bool = True
+    """Log "Loading <dataset> consumed <n> MiB" after every load."""
+
+    def problems(self) -> dict[str, str]:
+        if not 0.001 <= self.interval_seconds <= 60:
+            return {"interval_seconds": f"must be between 0.001 and 60 seconds, got {self.interval_seconds}"}
+        return {}
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Experiment tracking in MLflow (tracking.py)."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    """None: a local SQLite file inside the project (no server needed)."""
+    experiment_name: str | None = None
+    """None: the project's name."""
+    on_unavailable: Literal["fail", "warn"] = "fail"
+    """What to do when the tracking server cannot be reached before the first node."""
+    request_timeout_seconds: int = 5
+    """Bound of the reachability check and of each MLflow HTTP request."""
+    request_max_retries: int = 2
+    """Retries of a failed MLflow HTTP request (MLflow's own default retries for ~4 minutes)."""
+    long_params: Literal["truncate", "tag", "fail"] = "truncate"
+    """Parameter values longer than MLflow accepts (6000 characters)."""
+    metrics_dataset: str | None = None
+    """Dataset holding the evaluation metrics: a mapping of names to numbers."""
+    model_dataset: str | None = None
+    """Dataset holding the trained scikit-learn model."""
+    model_name: str = "model"
+    registered_model_name: str | None = None
+    """Also register the model under this name in the model registry."""
+    model_input_example_dataset: str | None = None
+    """Dataset whose first rows are the model's input example and give its signature."""
+    input_example_rows: int = 5
+    pip_requirements: list[str] = field(default_factory=lambda: ["scikit-learn", "numpy", "scipy", "skops"])
+    """The model's requirements; a bare name is pinned to the installed version."""
+    fingerprints_dataset: str | None = None
+    """Dataset of raw-file fingerprints ({name: {sha256, size_bytes, ...}}), logged as tags."""
+    log_input_datasets: bool = True
+    """Log the pipeline's input tables as MLflow dataset inputs, with their digests."""
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """Data validation with Great Expectations (validation.py)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class ObservabilitySettings:
     """All settings of the kedro_observability hooks."""
 
     statsd: StatsdSettings = field(default_factory=StatsdSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
     input_paths: dict[str, list[str]] = field(default_factory=dict)
     """Node name -> names of the inputs that the node receives as file paths."""
 
@@ -57,6 +118,7 @@ class ObservabilitySettings:
 ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
     "STATSD_HOST": ("statsd", "host"),
     "STATSD_PORT": ("statsd", "port"),
+    "MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
 }
 
 
@@ -142,7 +204,12 @@ def _build_dataclass(cls: type, raw: Any, prefix: str, locate: Callable[[str], s
     values = {}
     for name in known & set(raw):
         values[name] = _convert(raw[name], hints[name], f"{prefix}{name}", locate)
-    return cls(**values)
+    built = cls(**values)
+    # A section may check its values beyond their types (ranges, combinations).
+    for name, problem in (built.problems() if hasattr(built, "problems") else {}).items():
+        key = f"{prefix}{name}"
+        raise SettingsError(f"Setting '{key}' in {locate(key)} {problem}.")
+    return built
 
 
 def _convert(value: Any, hint: Any, key: str, locate: Callable[[str], str]) -> Any:

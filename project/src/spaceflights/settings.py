@@ -6,6 +6,7 @@ from kedro_observability import (
     CONFIG_PATTERNS,
     DatasetMetricsHook,
     InputPathHook,
+    MemoryHook,
     NodeMetricsHook,
     PipelineMetricsHook,
 )
@@ -17,6 +18,7 @@ HOOKS = (
     PipelineMetricsHook(),
     NodeMetricsHook(),
     DatasetMetricsHook(),
+    MemoryHook(),
     InputPathHook(),
     GenerateMissingRawData(),
 )

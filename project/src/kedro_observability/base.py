@@ -1,0 +1,43 @@
+"""What the observing hooks (metrics, memory) have in common."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from kedro_observability.emitter import StatsdEmitter, emitter_for
+from kedro_observability.runtime import RunScope
+
+
+def is_parameter(dataset_name: str) -> bool:
+    """Parameters are not datasets: no dataset metrics for them."""
+    return dataset_name == "parameters" or dataset_name.startswith("params:")
+
+
+class ObservingHook:
+    """Settings and run identity, the statsd emitter, and per-thread timers.
+
+    Timers live in thread-local storage because ThreadRunner runs nodes concurrently and
+    a dataset may be loaded by two nodes at once: no shared mutable state is keyed by
+    names that are not unique across threads.
+    """
+
+    def __init__(self) -> None:
+        self._scope = RunScope()
+        self._local = threading.local()
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._scope.configure(context)
+
+    def _emitter(self) -> StatsdEmitter | None:
+        statsd = self._scope.settings.statsd
+        return emitter_for(statsd.host, statsd.port) if statsd.enabled else None
+
+    def _timers(self) -> dict[str, Any]:
+        timers = getattr(self._local, "timers", None)
+        if timers is None:
+            timers = self._local.timers = {}
+        return timers

@@ -1,0 +1,105 @@
+"""A real Prometheus (Debian's package) on 127.0.0.1, configured from the repo's prometheus/ folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def config_for_tests(statsd_exporter_address: str, own_address: str, interval: str = "1s") -> dict[str, Any]:
+    """The stack's prometheus.yml with the test's addresses, a fast interval and the repo's rules."""
+    config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval)
+    config["rule_files"] = [str(REPO / "prometheus" / "rules" / "*.yml")]
+    for job in config["scrape_configs"]:
+        target = statsd_exporter_address if job["job_name"] == "statsd-exporter" else own_address
+        job["static_configs"] = [{"targets": [target]}]
+    return config
+
+
+class PrometheusServer:
+    """Start, query and stop one Prometheus process."""
+
+    def __init__(self, workdir: Path, statsd_exporter_address: str) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            pytest.fail(f"The prometheus binary is missing: {INSTALL_HINT}", pytrace=False)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config_path = workdir / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(config_for_tests(statsd_exporter_address, f"127.0.0.1:{self.port}")))
+        self._log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.log_path = workdir / "prometheus.log"
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                pytest.fail(f"Prometheus exited: {self.log_path.read_text()[-2000:]}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"Prometheus was not ready within {timeout} s", pytrace=False)
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query; the result vector (a list of {metric, value})."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def wait_for(self, promql: str, condition: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Poll a query until ``condition`` holds for its result (scrapes take a moment)."""
+        deadline = time.monotonic() + timeout
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if condition(result):
+                return result
+            time.sleep(0.3)
+        raise AssertionError(f"after {timeout} s, {promql!r} returned {result}")
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
