@@ -93,23 +93,25 @@ def _is_instance(data: Any, module: str, *names: str) -> bool:
 
 
 def _frame_bytes(frame: Any) -> int:
-    shallow = frame.memory_usage(index=True, deep=False)
-    total = int(shallow.sum())
-    for position, dtype in enumerate(frame.dtypes):
-        if dtype == object:
-            total += _sampled_payload(frame.iloc[:, position].to_numpy())
-    if frame.index.dtype == object:
-        total += _sampled_payload(frame.index.to_numpy())
-    return total
+    # Series.nbytes per column is ~10x cheaper than DataFrame.memory_usage(), which builds
+    # a Series of its own: this runs after every load and save.
+    return _index_bytes(frame.index) + sum(_column_bytes(column) for _, column in frame.items())
 
 
 def _series_bytes(series: Any) -> int:
-    total = int(series.memory_usage(index=True, deep=False))
-    if series.dtype == object:
-        total += _sampled_payload(series.to_numpy())
-    if series.index.dtype == object:
-        total += _sampled_payload(series.index.to_numpy())
-    return total
+    return _index_bytes(series.index) + _column_bytes(series)
+
+
+def _column_bytes(column: Any) -> int:
+    if column.dtype == object:
+        return int(column.nbytes) + _sampled_payload(column.to_numpy())
+    return int(column.nbytes)
+
+
+def _index_bytes(index: Any) -> int:
+    if index.dtype == object:
+        return int(index.nbytes) + _sampled_payload(index.to_numpy())
+    return int(index.nbytes)
 
 
 def _array_bytes(array: np.ndarray) -> int:

@@ -1,0 +1,50 @@
+# Task runner of kedro-observability-stack. `make test` is the one command CI runs
+# (.ci/run): it installs everything it needs on a fresh Debian machine, then tests.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export KEDRO_DISABLE_TELEMETRY := true
+
+.PHONY: help setup system-deps venv test run bench dashboards clean
+
+help:
+	@echo "make setup       install system packages, the virtualenv and the project"
+	@echo "make test        setup, then the whole test suite (what CI runs)"
+	@echo "make run         run the sample pipeline once, with no service needed"
+	@echo "make bench       measure what each hook adds per node and per dataset load"
+	@echo "make dashboards  regenerate grafana/dashboards/*.json from generate.py"
+
+setup: system-deps venv
+
+# Prometheus and promtool from Debian (the tests run a real Prometheus), and Compose v2
+# to validate docker-compose.yml without a Docker engine.
+system-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y --no-install-recommends prometheus; }
+	@if [ -x tests/tools/install-compose.sh ]; then tests/tools/install-compose.sh; fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install --quiet -r project/requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e project
+
+test: setup
+	$(BIN)/python -m pytest
+
+run: venv
+	cd project && ../$(BIN)/kedro run
+
+bench: venv
+	$(BIN)/python benchmarks/bench_hooks.py
+
+dashboards: venv
+	$(BIN)/python grafana/dashboards/generate.py
+
+clean:
+	rm -rf $(VENV) .tools project/data/0* project/mlflow.db project/mlruns
