@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 os.environ["KEDRO_DISABLE_TELEMETRY"] = "true"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PROJECT = REPO / "project"
@@ -62,10 +63,22 @@ def make_runner(name: str) -> Any:
 RUNNERS = ["SequentialRunner", "ThreadRunner", "ParallelRunner"]
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised, empty MLflow SQLite store. Creating one runs MLflow's migrations (1-2 s),
+    a cost a project pays on its first run only: paid once here, not by every project copy."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def sample_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def sample_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_store: Path) -> Path:
     """A copy of the sample project in a temporary folder, with a small data size."""
     path = copy_project(SAMPLE_PROJECT, tmp_path / "spaceflights")
+    shutil.copy(empty_mlflow_store, path / "mlflow.db")
     (path / "conf" / "local" / "parameters_data_generation.yml").write_text(
         f"data_generation:\n  seed: 42\n  n_shuttles: {SAMPLE_SHUTTLES}\n"
     )

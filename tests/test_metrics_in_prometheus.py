@@ -59,7 +59,7 @@ def test_node_counts_equal_the_node_runs_of_every_runner(populated_stack) -> Non
     assert {item["metric"]["node"] for item in successes} == DEFAULT_NODES
     durations = prometheus.query('kedro_node_duration_seconds_count{pipeline="__default__"}')
     assert {item["metric"]["node"]: float(item["value"][1]) for item in durations} == {node: runs for node in DEFAULT_NODES}
-    failures = prometheus.query('kedro_node_runs_total{status="failure"}')
+    failures = prometheus.wait_for('kedro_node_runs_total{status="failure"}', lambda found: len(found) > 0)
     assert [(item["metric"]["node"], item["metric"]["pipeline"], float(item["value"][1])) for item in failures] == [
         ("split_data", populated_stack.failing_pipeline, 1.0)
     ]

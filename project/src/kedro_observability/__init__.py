@@ -15,13 +15,22 @@ from kedro_observability.metrics import DatasetMetricsHook, NodeMetricsHook, Pip
 from kedro_observability.names import sanitize_name
 from kedro_observability.runtime import ParallelRunnerStartMethodError
 from kedro_observability.settings import CONFIG_PATTERNS, ObservabilitySettings, SettingsError
+from kedro_observability.suites import EXPECTATIONS_CONFIG_PATTERNS, ExpectationSuiteError
+from kedro_observability.tracking import MlflowTrackingError, MlflowTrackingHook
+from kedro_observability.validation import DataValidationError, DataValidationHook
 
 __all__ = [
     "CONFIG_PATTERNS",
+    "DataValidationError",
+    "DataValidationHook",
     "DatasetMetricsHook",
+    "EXPECTATIONS_CONFIG_PATTERNS",
+    "ExpectationSuiteError",
     "InputPathError",
     "InputPathHook",
     "MemoryHook",
+    "MlflowTrackingError",
+    "MlflowTrackingHook",
     "NodeMetricsHook",
     "ObservabilitySettings",
     "ParallelRunnerStartMethodError",

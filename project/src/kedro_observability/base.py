@@ -8,7 +8,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from kedro_observability.emitter import StatsdEmitter, emitter_for
-from kedro_observability.runtime import RunScope
+from kedro_observability.runtime import RunInfo, RunScope
 
 
 def is_parameter(dataset_name: str) -> bool:
@@ -31,6 +31,12 @@ class ObservingHook:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._scope.configure(context)
+
+    def _start_run(self, run_params: dict[str, Any]) -> RunInfo:
+        """Record the run; drop timers that an aborted earlier run left in this thread
+        (a failed load, or a run that another hook stopped before it began)."""
+        self._timers().clear()
+        return self._scope.start(run_params)
 
     def _emitter(self) -> StatsdEmitter | None:
         statsd = self._scope.settings.statsd

@@ -76,7 +76,7 @@ class MemoryHook(ObservingHook):
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self._scope.start(run_params)
+        self._start_run(run_params)
 
     @hook_impl
     @never_raise

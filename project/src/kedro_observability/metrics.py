@@ -36,7 +36,7 @@ class PipelineMetricsHook(ObservingHook):
     @hook_impl
     @never_raise
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        run = self._scope.start(run_params)
+        run = self._start_run(run_params)
         emitter = self._emitter()
         if emitter is not None:
             emitter.connect()
@@ -75,7 +75,7 @@ class NodeMetricsHook(ObservingHook):
     @hook_impl
     @never_raise
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self._scope.start(run_params)
+        self._start_run(run_params)
         problem = parallel_workers_problem(run_params)
         if problem and self._scope.settings.statsd.enabled:
             logger.warning("kedro_observability: %s", problem)
@@ -123,7 +123,7 @@ class DatasetMetricsHook(ObservingHook):
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self._scope.start(run_params)
+        self._start_run(run_params)
 
     @hook_impl
     @never_raise

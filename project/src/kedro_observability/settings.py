@@ -97,9 +97,13 @@ class MlflowSettings:
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    """Data validation with Great Expectations (validation.py)."""
+    """Data validation with Great Expectations (validation.py, suites in conf/*/expectations/)."""
 
     enabled: bool = True
+    policy_override: Literal["fail", "warn"] | None = None
+    """fail or warn for every suite, whatever its own ``policy`` says; None: each suite decides."""
+    sample_values: int = 5
+    """Unexpected values quoted per failed expectation in errors, logs and the JSON report."""
 
 
 @dataclass(frozen=True)

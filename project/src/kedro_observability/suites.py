@@ -1,0 +1,316 @@
+"""Expectation suites as configuration: one YAML file per dataset under ``conf/<env>/expectations/``.
+
+A suite file maps the dataset's catalog name to its policy and its expectations::
+
+    companies:
+      policy: fail        # fail: the run stops and the data is not written; warn: log, go on
+      expectations:
+        - expect_column_values_to_not_be_null: {column: id}
+        - ExpectColumnValuesToBeUnique: {column: id}
+
+Each expectation is a Great Expectations 1.x expectation, named by its class
+(``ExpectColumnValuesToBeUnique``) or its snake_case type, with the arguments of that class.
+Kedro's config loader serves the files (the ``expectations`` pattern), so environments,
+``${oc.env:...}`` and ``${runtime_params:...}`` work as in any other configuration file.
+When the run starts, every entry is built into its GX expectation: an unknown name or
+argument stops the run with the file and the entry named.
+
+GX models a datetime bound as a date unless it is given a timestamp, and a date never
+compares with a datetime column, so ISO dates or times given as ``min_value`` or
+``max_value`` become ``pandas.Timestamp``. Write regular expressions with non-capturing
+groups, ``(?:...)``: pandas warns about capturing groups on every validation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import logging
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+EXPECTATIONS_KEY = "expectations"
+"""The key under which the project's config loader serves the suites."""
+
+EXPECTATIONS_CONFIG_PATTERNS = ["expectations*", "expectations*/**"]
+"""What to add to ``CONFIG_LOADER_ARGS["config_patterns"]`` in a project's settings.py."""
+
+Policy = Literal["fail", "warn"]
+POLICIES: tuple[str, ...] = ("fail", "warn")
+SUITE_KEYS = ("policy", "expectations")
+
+# Set by the hook on every validation, or internal to GX: not for suite files.
+_RESERVED_ARGUMENTS = frozenset({"id", "batch_id", "rendered_content", "result_format", "catch_exceptions", "windows"})
+_ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+_TIMESTAMP_ARGUMENTS = ("min_value", "max_value")
+
+
+class ExpectationSuiteError(ValueError):
+    """A suite in conf/*/expectations is not valid, or does not fit the data it is for."""
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """One checked entry of a suite file."""
+
+    expectation_class: type
+    arguments: dict[str, Any]
+
+    def build(self) -> Any:
+        """A new GX expectation object (GX gives each one an id when it joins a suite)."""
+        return self.expectation_class(**self.arguments)
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """The checked suite of one dataset."""
+
+    dataset: str
+    policy: Policy
+    expectations: tuple[ExpectationSpec, ...]
+    source: str
+    """The file that defines it, for messages."""
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """The suites as the config loader serves them, and the file each comes from."""
+
+    raw: Mapping[str, Any]
+    files: Mapping[str, str]
+
+    def source(self, dataset: str) -> str:
+        return self.files.get(dataset, f"the '{EXPECTATIONS_KEY}' configuration")
+
+
+def read_suites(config_loader: Any) -> SuiteConfig:
+    """Read the project's suites; none when it has no ``expectations`` pattern or file."""
+    from kedro.config import MissingConfigException
+
+    try:
+        raw = config_loader[EXPECTATIONS_KEY] or {}
+    except KeyError:
+        logger.warning(
+            "kedro_observability: the project's config loader has no '%s' pattern, so no data "
+            "is validated. Add '%s': %s to CONFIG_LOADER_ARGS['config_patterns'] in settings.py.",
+            EXPECTATIONS_KEY,
+            EXPECTATIONS_KEY,
+            EXPECTATIONS_CONFIG_PATTERNS,
+        )
+        return SuiteConfig({}, {})
+    except MissingConfigException:
+        logger.info("kedro_observability: no expectation suites in conf/; no data is validated.")
+        return SuiteConfig({}, {})
+    return SuiteConfig(raw, _suite_files(config_loader))
+
+
+def parse_suites(config: SuiteConfig, policy_override: Policy | None = None) -> dict[str, SuiteSpec]:
+    """Check every suite and build every expectation once; raise :class:`ExpectationSuiteError`."""
+    return {
+        str(dataset): _parse_suite(str(dataset), body, config.source(str(dataset)), policy_override)
+        for dataset, body in config.raw.items()
+    }
+
+
+def check_datasets(suites: Mapping[str, SuiteSpec], pipelines: list[Any], catalog: Any) -> None:
+    """Refuse a suite whose name is no dataset: it would never run, silently."""
+    known: set[str] = set()
+    for pipeline in pipelines:
+        known.update(pipeline.datasets())
+    for dataset, suite in suites.items():
+        if dataset in known or _in_catalog(catalog, dataset):
+            continue
+        close = difflib.get_close_matches(dataset, sorted(known), n=3)
+        hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+        raise ExpectationSuiteError(
+            f"The suite '{dataset}' in {suite.source} is for no dataset of the catalog or of a "
+            f"registered pipeline.{hint} Its key must be the dataset's catalog name, namespace "
+            "included."
+        )
+
+
+def gx_modules() -> tuple[Any, Any]:
+    """Import Great Expectations (about 3 s, once per process) with its analytics off."""
+    # Read by GX when a context is created; the context is also configured with analytics off.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    with warnings.catch_warnings():
+        # GX 1.24 imports sre_constants and sre_parse, deprecated since Python 3.11: noise in
+        # every run's log that no user can act on.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import great_expectations
+        import great_expectations.expectations
+
+    return great_expectations, great_expectations.expectations
+
+
+@lru_cache(maxsize=1)
+def expectation_classes() -> dict[str, type]:
+    """Every core GX expectation, by class name and by snake_case type."""
+    _, expectations = gx_modules()
+    classes: dict[str, type] = {}
+    for name in dir(expectations):
+        candidate = getattr(expectations, name)
+        if (
+            name.startswith("Expect")
+            and isinstance(candidate, type)
+            and issubclass(candidate, expectations.Expectation)
+            and getattr(candidate, "expectation_type", None)
+        ):
+            classes[name] = candidate
+            classes[candidate.expectation_type] = candidate
+    return classes
+
+
+def _parse_suite(dataset: str, body: Any, source: str, policy_override: Policy | None) -> SuiteSpec:
+    if not isinstance(body, Mapping):
+        raise ExpectationSuiteError(
+            f"The suite '{dataset}' in {source} must be a mapping with 'expectations' (a list) "
+            f"and optionally 'policy' (fail or warn), got {_show(body)}."
+        )
+    for key in body:
+        if key not in SUITE_KEYS:
+            close = difflib.get_close_matches(str(key), SUITE_KEYS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ExpectationSuiteError(
+                f"Unknown key '{dataset}.{key}' in {source}.{hint} A suite has: {', '.join(SUITE_KEYS)}."
+            )
+    policy = body.get("policy", "fail")
+    if policy not in POLICIES:
+        raise ExpectationSuiteError(f"'{dataset}.policy' in {source} must be fail or warn, got {_show(policy)}.")
+    entries = body.get("expectations")
+    if not isinstance(entries, list) or not entries:
+        raise ExpectationSuiteError(
+            f"'{dataset}.expectations' in {source} must be a non-empty list of expectations, "
+            f"got {_show(entries)}."
+        )
+    expectations = tuple(
+        _parse_entry(entry, f"{dataset}.expectations[{index}]", source) for index, entry in enumerate(entries)
+    )
+    return SuiteSpec(dataset, policy_override or policy, expectations, source)
+
+
+def _parse_entry(entry: Any, where: str, source: str) -> ExpectationSpec:
+    if not isinstance(entry, Mapping) or len(entry) != 1:
+        raise ExpectationSuiteError(
+            f"{where} in {source} must map one expectation name to its arguments, for example "
+            f"'- expect_column_values_to_not_be_null: {{column: id}}', got {_show(entry)}."
+        )
+    ((name, arguments),) = entry.items()
+    classes = expectation_classes()
+    expectation_class = classes.get(str(name))
+    if expectation_class is None:
+        close = difflib.get_close_matches(str(name), sorted(classes), n=2)
+        hint = f" Did you mean {' or '.join(repr(match) for match in close)}?" if close else ""
+        raise ExpectationSuiteError(
+            f"{where} in {source}: unknown expectation '{name}'.{hint} Use a Great Expectations "
+            "1.x expectation: its class name (ExpectColumnValuesToNotBeNull) or snake_case type."
+        )
+    where = f"{where} ({expectation_class.expectation_type})"
+    arguments = {} if arguments is None else arguments
+    if not isinstance(arguments, Mapping):
+        raise ExpectationSuiteError(f"{where} in {source}: the arguments must be a mapping, got {_show(arguments)}.")
+    allowed = sorted(set(expectation_class.__fields__) - _RESERVED_ARGUMENTS)
+    for argument in arguments:
+        if argument not in allowed:
+            raise ExpectationSuiteError(f"{where} in {source}: {_unknown_argument(str(argument), allowed)}")
+    arguments = {str(key): _timestamp_bound(key, value) for key, value in arguments.items()}
+    try:
+        expectation_class(**arguments)
+    except (ValueError, TypeError) as error:  # pydantic's ValidationError is a ValueError
+        raise ExpectationSuiteError(f"{where} in {source}: {_describe_invalid(error, arguments)}") from None
+    return ExpectationSpec(expectation_class, arguments)
+
+
+def _timestamp_bound(key: Any, value: Any) -> Any:
+    if key in _TIMESTAMP_ARGUMENTS and isinstance(value, str) and _ISO_TIMESTAMP.match(value):
+        import pandas as pd
+
+        return pd.Timestamp(value)
+    return value
+
+
+def _unknown_argument(argument: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(argument, allowed, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown argument '{argument}'.{hint} Its arguments: {', '.join(allowed)}."
+
+
+def _describe_invalid(error: Exception, arguments: Mapping[str, Any]) -> str:
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return str(error)
+    problems: dict[str, list[str]] = {}
+    for item in errors():
+        field = ".".join(str(part) for part in item.get("loc", ())) or "(arguments)"
+        problems.setdefault(field, [])
+        if item.get("msg") not in problems[field]:
+            problems[field].append(str(item.get("msg")))
+    parts = []
+    for field, messages in problems.items():
+        if messages == ["field required"]:
+            parts.append(f"missing argument '{field}'")
+        elif field in arguments:
+            # A union type lists one message per alternative: the first few say enough.
+            parts.append(f"argument '{field}' = {_show(arguments[field])} is not valid ({'; '.join(messages[:3])})")
+        else:
+            parts.append(f"{field}: {'; '.join(messages[:3])}")
+    return "; ".join(parts) + "."
+
+
+def _in_catalog(catalog: Any, dataset: str) -> bool:
+    try:
+        return dataset in catalog
+    except TypeError:  # a catalog without __contains__
+        return False
+
+
+def _suite_files(config_loader: Any) -> dict[str, str]:
+    """Dataset name -> the file that defines its suite, the run environment's file winning."""
+    try:
+        conf_source = Path(config_loader.conf_source)
+        patterns = config_loader.config_patterns[EXPECTATIONS_KEY]
+        environments = [config_loader.base_env, config_loader.env or config_loader.default_run_env]
+    except (AttributeError, KeyError, TypeError):
+        return {}
+    files: dict[str, str] = {}
+    for environment in environments:
+        folder = conf_source / str(environment)
+        if not folder.is_dir():
+            continue
+        for candidate in sorted(folder.rglob("*")):
+            relative = candidate.relative_to(folder).as_posix()
+            if candidate.suffix not in {".yml", ".yaml", ".json"}:
+                continue
+            if not any(fnmatch.fnmatch(relative.rsplit(".", 1)[0], p) or fnmatch.fnmatch(relative, p) for p in patterns):
+                continue
+            try:
+                content = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(content, Mapping):
+                shown = _relative_to_project(candidate, conf_source)
+                files.update({str(key): shown for key in content})
+    return files
+
+
+def _relative_to_project(path: Path, conf_source: Path) -> str:
+    try:
+        return path.resolve().relative_to(conf_source.resolve().parent).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+

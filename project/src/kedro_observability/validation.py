@@ -1,0 +1,358 @@
+"""Data validation with Great Expectations 1.x, in memory, while the pipeline runs.
+
+:class:`DataValidationHook` validates the data Kedro already holds: a dataset with a suite
+(see :mod:`.suites`) is validated after it is loaded and before it is saved, so nothing is
+read twice, and under the ``fail`` policy bad data is never written: the error is raised
+from ``before_dataset_saved``, before the dataset's ``save``. Under ``warn`` the failure is
+logged and counted and the run goes on. Each validation sends the statsd lines of the
+stack's contract and records the full GX result as a JSON artifact of the tracking run.
+
+Outputs of the run are validated before each save and not again when a later node loads
+them. Inputs of the run are validated on their first load in each process (ParallelRunner's
+workers may each validate an input their nodes load). Under ThreadRunner, a node that loads
+an input while another thread validates it waits for that validation, and fails with it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
+from kedro.pipeline.node import Node
+
+from kedro_observability.base import ObservingHook
+from kedro_observability.emitter import dataset_tags
+from kedro_observability.run_record import is_recording, record_artifact
+from kedro_observability.settings import SettingsError, ValidationSettings
+from kedro_observability.suites import (
+    ExpectationSuiteError,
+    SuiteConfig,
+    SuiteSpec,
+    check_datasets,
+    gx_modules,
+    parse_suites,
+    read_suites,
+)
+
+logger = logging.getLogger(__name__)
+
+_ACTIONS = {"load": "loaded for node", "save": "saved by node"}
+
+
+class DataValidationError(Exception):
+    """A dataset failed its expectation suite under the fail policy."""
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    """What a data engineer needs to find the bad rows."""
+
+    expectation: str
+    column: str | None
+    unexpected_count: int | None
+    element_count: int | None
+    samples: tuple[Any, ...]
+    observed: Any
+    error: str | None
+
+    def describe(self) -> str:
+        where = f" on column '{self.column}'" if self.column is not None else ""
+        if self.error:
+            return f"{self.expectation}{where}: could not be evaluated: {self.error}"
+        if self.unexpected_count is not None:
+            share = ""
+            if self.element_count:
+                share = f" ({100.0 * self.unexpected_count / self.element_count:.2g}%)"
+            total = f" of {self.element_count} rows" if self.element_count is not None else ""
+            examples = f", e.g. {', '.join(_show_value(value) for value in self.samples)}" if self.samples else ""
+            values = "value" if self.unexpected_count == 1 else "values"
+            return f"{self.expectation}{where}: {self.unexpected_count} unexpected {values}{total}{share}{examples}"
+        return f"{self.expectation}{where}: observed {_show_value(self.observed)}"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """The result of validating one dataset once."""
+
+    dataset: str
+    operation: str
+    node: str
+    policy: str
+    source: str
+    evaluated: int
+    failures: tuple[FailedExpectation, ...]
+    elapsed_ms: float
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        head = (
+            f"Dataset '{self.dataset}' ({_ACTIONS[self.operation]} '{self.node}') failed "
+            f"{len(self.failures)} of {self.evaluated} expectations of its suite in {self.source}:"
+        )
+        return "\n".join([head, *(f"  - {failure.describe()}" for failure in self.failures)])
+
+
+class SuiteValidator:
+    """The GX objects of one run in one process, built once: an ephemeral context, a pandas
+    data source with one dataframe batch definition, and per dataset a suite and its
+    validation definition.
+
+    GX keeps the batch it validates in the data source's execution engine, so two threads
+    validating through one batch definition can validate each other's data; validations are
+    serialised by a lock. That costs nothing measurable under ThreadRunner (GX's work is
+    pure Python, bound by the GIL), and sharing one batch definition means the engine holds
+    on to at most one frame, the last one validated, until the run ends.
+    """
+
+    def __init__(self, suites: dict[str, SuiteSpec], sample_values: int) -> None:
+        gx, _ = gx_modules()
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
+
+        self.suites = suites
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._result_format = {"result_format": "BASIC", "partial_unexpected_count": sample_values}
+        context = gx.get_context(
+            mode="ephemeral",
+            project_config=DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(),
+                analytics_enabled=False,
+                progress_bars=ProgressBarsConfig(globally=False),
+            ),
+        )
+        batches = context.data_sources.add_pandas("kedro").add_dataframe_asset("data")
+        batch_definition = batches.add_batch_definition_whole_dataframe("whole")
+        self._definitions = {}
+        for dataset, suite in suites.items():
+            expectations = [spec.build() for spec in suite.expectations]
+            gx_suite = context.suites.add(gx.ExpectationSuite(name=dataset, expectations=expectations))
+            self._definitions[dataset] = context.validation_definitions.add(
+                gx.ValidationDefinition(name=dataset, data=batch_definition, suite=gx_suite)
+            )
+
+    def validate(self, dataset: str, data: Any, operation: str, node: str) -> tuple[ValidationOutcome, Any]:
+        """Validate ``data`` against the suite of ``dataset``: the outcome and GX's result."""
+        import pandas as pd
+
+        suite = self.suites[dataset]
+        if not isinstance(data, pd.DataFrame):
+            raise ExpectationSuiteError(
+                f"The suite of '{dataset}' ({suite.source}) validates pandas DataFrames, but "
+                f"'{dataset}' was {_ACTIONS[operation]} '{node}' as a {type(data).__name__}. "
+                "Remove the suite, or validate a dataset that holds a DataFrame."
+            )
+        started = time.perf_counter()
+        with self._lock:
+            result = self._definitions[dataset].run(
+                batch_parameters={"dataframe": data}, result_format=self._result_format
+            )
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        failures = tuple(_failure(item) for item in result.results if not item.success)
+        outcome = ValidationOutcome(
+            dataset, operation, node, suite.policy, suite.source, len(result.results), failures, elapsed_ms
+        )
+        return outcome, result
+
+
+class _RunState:
+    """The validator of a run in one process, and which datasets it has validated."""
+
+    def __init__(self, suites: dict[str, SuiteSpec], settings: ValidationSettings, produced: frozenset[str]) -> None:
+        self.settings = settings
+        self.produced = produced
+        self.validator = SuiteValidator(suites, settings.sample_values)
+        self.lock = threading.Lock()
+        self.claims: dict[str, Future] = {}
+
+
+class DataValidationHook(ObservingHook):
+    """Validate datasets that have a suite: inputs after load, outputs before save."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._config = SuiteConfig({}, {})
+        self._state: _RunState | None = None
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        settings = self._scope.configure(context)
+        self._config = read_suites(context.config_loader) if settings.validation.enabled else SuiteConfig({}, {})
+
+    # First: a suite that cannot run stops the run before any other hook has started anything.
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
+        run = self._scope.start(run_params)
+        self._state = None
+        settings = run.settings.validation
+        if not settings.enabled or not self._config.raw:
+            return
+        if settings.sample_values < 0:
+            raise SettingsError(f"Setting 'validation.sample_values' must be 0 or more, got {settings.sample_values}.")
+        suites = parse_suites(self._config, settings.policy_override)
+        check_datasets(suites, [pipeline, *_registered_pipelines()], catalog)
+        # Built here, in the main process, so that forked ParallelRunner workers inherit GX
+        # already imported (about 3 s each otherwise).
+        self._state = _RunState(suites, settings, frozenset(pipeline.all_outputs()))
+
+    # Last after a load, so that the other hooks have measured it by the time a failure stops
+    # the node; first before a save, so that none of them starts measuring a save that a
+    # failure cancels.
+    @hook_impl(trylast=True)
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Node) -> None:
+        self._check(dataset_name, data, "load", node.name)
+
+    @hook_impl(tryfirst=True)
+    def before_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
+        self._check(dataset_name, data, "save", node.name)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._end()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        self._state = None
+        self._scope.end()
+
+    def _current(self) -> _RunState | None:
+        state = self._state
+        if state is not None and state.validator.pid != os.getpid():
+            # A forked ParallelRunner worker: a copied lock may be held by a thread that does
+            # not exist here. A fresh validator costs milliseconds; GX is already imported.
+            state = self._state = _RunState(state.validator.suites, state.settings, state.produced)
+        return state
+
+    def _check(self, dataset: str, data: Any, operation: str, node: str) -> None:
+        state = self._current()
+        if state is None or dataset not in state.validator.suites:
+            return
+        if operation == "load" and dataset in state.produced:
+            return  # validated before it was saved
+        with state.lock:
+            claim = state.claims.get(dataset)
+            if operation == "load" and claim is not None:
+                mine = False
+            else:
+                claim = state.claims[dataset] = Future()
+                mine = True
+        if not mine:
+            claim.result()  # raises the first validation's error, if it failed under fail
+            return
+        try:
+            self._validate(state, dataset, data, operation, node)
+        except BaseException as error:
+            claim.set_exception(error)
+            raise
+        claim.set_result(None)
+
+    def _validate(self, state: _RunState, dataset: str, data: Any, operation: str, node: str) -> None:
+        outcome, result = state.validator.validate(dataset, data, operation, node)
+        self._send(outcome)
+        if is_recording():
+            record_artifact(f"validation-{dataset}.json", _report(outcome, result))
+        if outcome.success:
+            logger.info(
+                "Data validation of '%s' passed: %d expectations in %.0f ms.",
+                dataset,
+                outcome.evaluated,
+                outcome.elapsed_ms,
+            )
+        elif outcome.policy == "warn":
+            logger.warning("%s\nThe suite's policy is warn: the run goes on.", outcome.summary())
+        else:
+            consequence = "was not saved" if operation == "save" else f"node '{node}' did not run"
+            raise DataValidationError(
+                f"{outcome.summary()}\nThe suite's policy is fail: '{dataset}' {consequence}. Fix the "
+                f"data upstream, or set 'policy: warn' in {outcome.source} to let runs go on."
+            )
+
+    def _send(self, outcome: ValidationOutcome) -> None:
+        emitter = self._emitter()
+        pipe = emitter.pipeline() if emitter is not None else None
+        if pipe is None:
+            return
+        tags = dataset_tags(self._scope.run.project, outcome.dataset)
+        status = "passed" if outcome.success else "failed"
+        pipe.incr(f"kedro.validation.runs{tags},status={status}")
+        pipe.gauge(f"kedro.validation.failed_expectations{tags}", len(outcome.failures))
+        pipe.send()
+
+
+def _failure(item: Any) -> FailedExpectation:
+    config = item.expectation_config
+    arguments = {key: value for key, value in config.kwargs.items() if key not in ("batch_id", "column")}
+    shown = ", ".join(f"{key}={_show_value(value)}" for key, value in arguments.items())
+    result = item.result or {}
+    return FailedExpectation(
+        expectation=f"{config.type}({shown})",
+        column=config.kwargs.get("column"),
+        unexpected_count=result.get("unexpected_count"),
+        element_count=result.get("element_count"),
+        samples=tuple(result.get("partial_unexpected_list") or ()),
+        observed=result.get("observed_value"),
+        error=_exception_message(item.exception_info),
+    )
+
+
+def _exception_message(info: Any) -> str | None:
+    # GX reports one exception either flat or keyed by the metric that raised it.
+    if not isinstance(info, dict):
+        return None
+    if "raised_exception" in info:
+        return info.get("exception_message") if info.get("raised_exception") else None
+    messages = [
+        str(each.get("exception_message"))
+        for each in info.values()
+        if isinstance(each, dict) and each.get("raised_exception")
+    ]
+    return "; ".join(dict.fromkeys(messages)) or None
+
+
+def _report(outcome: ValidationOutcome, result: Any) -> str:
+    report = result.to_json_dict()
+    report.setdefault("meta", {})["kedro"] = {
+        "dataset": outcome.dataset,
+        "operation": outcome.operation,
+        "node": outcome.node,
+        "policy": outcome.policy,
+        "suite_file": outcome.source,
+        "elapsed_ms": round(outcome.elapsed_ms, 1),
+    }
+    return json.dumps(report, indent=2, default=str)
+
+
+def _show_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    text = value.isoformat() if isinstance(value, datetime.date) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _registered_pipelines() -> list[Pipeline]:
+    from kedro.framework.project import pipelines
+
+    try:
+        return list(pipelines.values())
+    except Exception as error:  # noqa: BLE001 - a broken registry is reported by Kedro itself
+        logger.debug("Could not read the pipeline registry: %s", error)
+        return []

@@ -1,0 +1,385 @@
+"""Data validation: suites from conf/, clean data passing, defects failing or warning, under every runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
+from kedro.pipeline import node, pipeline
+
+from conftest import REPO, RUNNERS, SAMPLE_SHUTTLES, make_runner, run_project
+from kedro_observability import DataValidationError, ExpectationSuiteError
+from kedro_observability.suites import EXPECTATIONS_CONFIG_PATTERNS, check_datasets, parse_suites, read_suites
+from kedro_observability.validation import SuiteValidator
+from spaceflights.pipelines.data_generation.nodes import generate_raw_data
+from spaceflights.pipelines.data_processing.nodes import create_model_input_table, preprocess_companies, preprocess_shuttles
+from statsd_capture import UDPCapture
+
+SUITES = ("companies", "shuttles", "reviews", "model_input_table")
+
+
+@pytest.fixture
+def capture(monkeypatch: pytest.MonkeyPatch):
+    udp = UDPCapture()
+    monkeypatch.setenv("STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("STATSD_PORT", str(udp.port))
+    yield udp
+    udp.close()
+
+
+def validation_lines(capture: UDPCapture) -> tuple[Counter, dict[str, float]]:
+    lines = capture.lines()
+    runs = Counter((line.tags["dataset"], line.tags["status"]) for line in lines if line.name == "kedro.validation.runs")
+    failed = {line.tags["dataset"]: line.value for line in lines if line.name == "kedro.validation.failed_expectations"}
+    return runs, failed
+
+
+def mlflow_reports(project: Path, tmp_path: Path) -> tuple[str, dict[str, dict]]:
+    """Status of the project's one MLflow run, and the validation reports attached to it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("spaceflights").experiment_id])
+    reports = {}
+    for artifact in client.list_artifacts(run.info.run_id):
+        if artifact.path.startswith("validation-"):
+            local = client.download_artifacts(run.info.run_id, artifact.path, str(tmp_path))
+            reports[artifact.path] = json.loads(Path(local).read_text())
+    return run.info.status, reports
+
+
+def disable_mlflow(project: Path, extra: str = "") -> None:
+    (project / "conf" / "local" / "observability.yml").write_text("mlflow:\n  enabled: false\n" + extra)
+
+
+def raw_tables() -> dict[str, pd.DataFrame]:
+    companies, shuttles, reviews = generate_raw_data({"seed": 42, "n_shuttles": SAMPLE_SHUTTLES})
+    return {"companies": companies, "shuttles": shuttles, "reviews": reviews}
+
+
+def write_raw(project: Path, tables: dict[str, pd.DataFrame]) -> None:
+    folder = project / "data" / "01_raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(folder / f"{name}.csv", index=False)
+
+
+def set_policy(project: Path, dataset: str, policy: str) -> None:
+    path = project / "conf" / "base" / "expectations" / f"{dataset}.yml"
+    path.write_text(path.read_text().replace("policy: fail", f"policy: {policy}"))
+
+
+# ---- suites as configuration -------------------------------------------------------------
+
+
+def load_suites(tmp_path: Path, files: dict[str, str], env: str = "base"):
+    conf = tmp_path / "conf"
+    for name, text in files.items():
+        path = conf / env / "expectations" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    (conf / "base").mkdir(parents=True, exist_ok=True)
+    (conf / "local").mkdir(exist_ok=True)
+    loader = OmegaConfigLoader(
+        conf_source=str(conf), base_env="base", default_run_env="local", config_patterns={"expectations": EXPECTATIONS_CONFIG_PATTERNS}
+    )
+    return parse_suites(read_suites(loader))
+
+
+def test_suites_accept_class_and_snake_case_names_and_iso_dates_become_timestamps(tmp_path: Path) -> None:
+    suites = load_suites(
+        tmp_path,
+        {
+            "events.yml": """
+            events:
+              policy: warn
+              expectations:
+                - ExpectColumnValuesToBeUnique: {column: id}
+                - expect_column_values_to_be_between: {column: at, min_value: "2024-01-01", max_value: "2024-12-31T23:59:59"}
+            """
+        },
+    )
+
+    (events,) = suites.values()
+    assert events.policy == "warn" and events.source == "conf/base/expectations/events.yml"
+    assert [spec.expectation_class.__name__ for spec in events.expectations] == ["ExpectColumnValuesToBeUnique", "ExpectColumnValuesToBeBetween"]
+    assert events.expectations[1].arguments["min_value"] == pd.Timestamp("2024-01-01")
+
+    validator = SuiteValidator(suites, sample_values=3)
+    at = pd.to_datetime(["2024-03-01", "2023-06-30", "2024-07-01"])
+    outcome, _ = validator.validate("events", pd.DataFrame({"id": [1, 2, 3], "at": at}), "load", "n")
+    (failure,) = outcome.failures
+    assert failure.column == "at" and failure.unexpected_count == 1 and failure.samples == (pd.Timestamp("2023-06-30"),)
+    outcome, _ = validator.validate("events", pd.DataFrame({"id": [1, 2], "at": at[[0, 2]]}), "load", "n")
+    assert outcome.success
+    outcome, _ = validator.validate("events", pd.DataFrame({"id": [1, 2]}), "load", "n")
+    (failure,) = outcome.failures
+    assert failure.describe().startswith("expect_column_values_to_be_between(min_value=2024-01-01T00:00:00, max_value=2024-12-31T23:59:59) ")
+    assert failure.describe().endswith("""on column 'at': could not be evaluated: Error: The column "at" in BatchData does not exist.""")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            "- expect_column_values_to_be_uniqe: {column: id}",
+            "companies.expectations[1] in conf/base/expectations/companies.yml: unknown expectation "
+            "'expect_column_values_to_be_uniqe'. Did you mean 'expect_column_values_to_be_unique'",
+        ),
+        (
+            "- expect_column_values_to_be_between: {column: total_fleet_count, minimum: 1}",
+            "companies.expectations[1] (expect_column_values_to_be_between) in conf/base/expectations/companies.yml: "
+            "unknown argument 'minimum'. Did you mean 'min_value'?",
+        ),
+        (
+            "- expect_column_values_to_be_in_set: {column: iata_approved}",
+            "companies.expectations[1] (expect_column_values_to_be_in_set) in conf/base/expectations/companies.yml: "
+            "missing argument 'value_set'.",
+        ),
+        (
+            "- expect_column_values_to_not_be_null: {column: id, mostly: lots}",
+            "companies.expectations[1] (expect_column_values_to_not_be_null) in conf/base/expectations/companies.yml: "
+            "argument 'mostly' = 'lots' is not valid",
+        ),
+        (
+            "- {expect_column_values_to_not_be_null: {column: id}, expect_column_values_to_be_unique: {column: id}}",
+            "companies.expectations[1] in conf/base/expectations/companies.yml must map one expectation name to its arguments",
+        ),
+    ],
+)
+def test_an_invalid_entry_is_refused_with_its_file_and_entry(tmp_path: Path, entry: str, message: str) -> None:
+    text = "companies:\n  expectations:\n    - expect_column_values_to_not_be_null: {column: id}\n    " + entry + "\n"
+
+    with pytest.raises(ExpectationSuiteError) as error:
+        load_suites(tmp_path, {"companies.yml": text})
+
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("  policy: stop\n  expectations: [{expect_column_values_to_not_be_null: {column: id}}]\n", "'companies.policy' in conf/local/expectations/companies.yml must be fail or warn, got 'stop'"),
+        ("  expectation: [{expect_column_values_to_not_be_null: {column: id}}]\n", "Unknown key 'companies.expectation' in conf/local/expectations/companies.yml. Did you mean 'expectations'?"),
+        ("  policy: warn\n", "'companies.expectations' in conf/local/expectations/companies.yml must be a non-empty list"),
+    ],
+)
+def test_an_invalid_suite_is_refused_naming_the_environment_file_that_won(tmp_path: Path, body: str, message: str) -> None:
+    valid = "companies:\n  expectations: [{expect_column_values_to_not_be_null: {column: id}}]\n"
+    load_suites(tmp_path, {"companies.yml": valid})
+
+    with pytest.raises(ExpectationSuiteError) as error:
+        load_suites(tmp_path, {"companies.yml": "companies:\n" + body}, env="local")
+
+    assert message in str(error.value)
+
+
+def test_a_suite_for_no_dataset_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    suites = load_suites(tmp_path, {"typo.yml": "companys:\n  expectations: [{expect_column_values_to_not_be_null: {column: id}}]\n"})
+    used = pipeline([node(len, "companies", "count", name="count")])
+
+    with pytest.raises(ExpectationSuiteError, match=r"The suite 'companys' in conf/base/expectations/typo.yml is for no dataset.*Did you mean 'companies'\?"):
+        check_datasets(suites, [used], DataCatalog())
+
+
+def test_an_unknown_argument_stops_the_run_before_any_node(sample_project: Path) -> None:
+    path = sample_project / "conf" / "base" / "expectations" / "shuttles.yml"
+    path.write_text(path.read_text().replace("{column: engines, min_value: 1", "{column: engines, minimum: 1"))
+
+    with pytest.raises(ExpectationSuiteError, match=r"shuttles\.expectations\[9\] \(expect_column_values_to_be_between\) in conf/base/expectations/shuttles\.yml: unknown argument 'minimum'"):
+        run_project(sample_project)
+
+    assert not (sample_project / "data" / "02_intermediate").exists()
+
+
+# ---- the sample pipeline -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_clean_generated_data_passes_every_suite_under_each_runner(sample_project: Path, capture: UDPCapture, tmp_path: Path, runner: str) -> None:
+    run_project(sample_project, runner=make_runner(runner))
+
+    runs, failed = validation_lines(capture)
+    assert {dataset for dataset, _ in runs} == set(SUITES)
+    assert all(status == "passed" for _, status in runs)
+    assert failed == dict.fromkeys(SUITES, 0.0)
+    # Inputs are validated once per process: ParallelRunner's workers may each validate one.
+    if runner != "ParallelRunner":
+        assert runs == Counter({(dataset, "passed"): 1 for dataset in SUITES})
+    # An output is validated before it is saved, not again when the next node loads it.
+    assert runs[("model_input_table", "passed")] == 1
+    status, reports = mlflow_reports(sample_project, tmp_path)
+    assert status == "FINISHED"
+    assert set(reports) == {f"validation-{dataset}.json" for dataset in SUITES}
+    report = reports["validation-model_input_table.json"]
+    assert report["success"] is True and report["meta"]["kedro"]["operation"] == "save"
+    assert len(report["results"]) == 14 and report["statistics"]["unsuccessful_expectations"] == 0
+
+
+def corrupt_companies(tables: dict[str, pd.DataFrame]) -> None:
+    companies = tables["companies"]
+    companies["id"] = companies["id"].astype(float)
+    companies.loc[3, "id"] = np.nan
+    companies.loc[9, "id"] = companies.loc[8, "id"]
+    companies.loc[7, "company_location"] = "Atlantis"
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_defective_input_stops_the_run_on_load_with_the_failures_named(sample_project: Path, capture: UDPCapture, runner: str) -> None:
+    disable_mlflow(sample_project)
+    tables = raw_tables()
+    corrupt_companies(tables)
+    write_raw(sample_project, tables)
+    rows = len(tables["companies"])
+
+    with pytest.raises(DataValidationError) as error:
+        run_project(sample_project, runner=make_runner(runner))
+
+    message = str(error.value)
+    assert f"Dataset 'companies' (loaded for node '" in message
+    assert f"failed 3 of 9 expectations of its suite in conf/base/expectations/companies.yml:" in message
+    assert f"  - expect_column_values_to_not_be_null() on column 'id': 1 unexpected value of {rows} rows (0.62%), e.g. null" in message
+    assert f"  - expect_column_values_to_be_unique() on column 'id': 2 unexpected values of {rows} rows (1.2%), e.g. 9.0, 9.0" in message
+    assert "on column 'company_location': 1 unexpected value of 160 rows (0.62%), e.g. 'Atlantis'" in message
+    assert "The suite's policy is fail" in message
+    assert not (sample_project / "data" / "02_intermediate" / "preprocessed_companies.parquet").exists()
+    assert not (sample_project / "data" / "03_primary").exists()
+    runs, failed = validation_lines(capture)
+    assert runs[("companies", "failed")] >= 1 and failed["companies"] == 3.0
+
+
+def corrupt_shuttles(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Negative prices, a duplicated id and an unknown engine type; the model input table they make."""
+    shuttles = tables["shuttles"]
+
+    def model_input() -> pd.DataFrame:
+        return create_model_input_table(preprocess_shuttles(shuttles), preprocess_companies(tables["companies"]), tables["reviews"])
+
+    # Only shuttles with a rating and a rated company reach the table: corrupt those.
+    rows = shuttles.index[shuttles["id"].isin(model_input()["shuttle_id"])]
+    shuttles.loc[rows[:2], "price"] = ["$-120.0", "-$5.0"]
+    shuttles.loc[rows[3], "id"] = shuttles.loc[rows[2], "id"]
+    shuttles.loc[rows[4], "engine_type"] = "Warp"
+    return model_input()
+
+
+def test_a_defective_output_is_not_written_and_a_warned_input_lets_the_run_reach_it(
+    sample_project: Path, capture: UDPCapture, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_policy(sample_project, "shuttles", "warn")
+    tables = raw_tables()
+    expected = corrupt_shuttles(tables)
+    write_raw(sample_project, tables)
+    negative = sorted(expected.loc[expected["price"] <= 0, "price"])
+    duplicated = int(expected["shuttle_id"].duplicated(keep=False).sum())
+    assert negative and duplicated and (expected["engine_type"] == "Warp").any()
+
+    with caplog.at_level(logging.WARNING, logger="kedro_observability"), pytest.raises(DataValidationError) as error:
+        run_project(sample_project)
+
+    message = str(error.value)
+    assert "Dataset 'model_input_table' (saved by node 'create_model_input_table') failed 3 of 14 expectations" in message
+    rows = len(expected)
+    assert f"expect_column_values_to_be_between(min_value=0.0, strict_min=True) on column 'price': {len(negative)} unexpected values of {rows} rows" in message
+    assert ", e.g. " + ", ".join(str(value) for value in negative) in message
+    assert f"expect_column_values_to_be_unique() on column 'shuttle_id': {duplicated} unexpected values of {rows} rows" in message
+    assert "on column 'engine_type': 1 unexpected value of" in message and "e.g. 'Warp'" in message
+    assert "'model_input_table' was not saved" in message
+    assert not (sample_project / "data" / "03_primary" / "model_input_table.parquet").exists()
+    # shuttles only warned: its node ran and wrote its output.
+    assert (sample_project / "data" / "02_intermediate" / "preprocessed_shuttles.parquet").exists()
+    (warning,) = [record.getMessage() for record in caplog.records if "Dataset 'shuttles'" in record.getMessage()]
+    assert "failed 3 of 16 expectations" in warning and "policy is warn: the run goes on" in warning
+    assert "on column 'price': 2 unexpected values of 800 rows (0.25%), e.g. '$-120.0', '-$5.0'" in warning
+    runs, failed = validation_lines(capture)
+    assert runs[("shuttles", "failed")] == 1 and failed["shuttles"] == 3.0
+    assert runs[("model_input_table", "failed")] == 1 and failed["model_input_table"] == 3.0
+    status, reports = mlflow_reports(sample_project, tmp_path)
+    assert status == "FAILED"
+    report = reports["validation-model_input_table.json"]
+    assert report["success"] is False and report["statistics"]["unsuccessful_expectations"] == 3
+    assert report["meta"]["kedro"] == {**report["meta"]["kedro"], "dataset": "model_input_table", "operation": "save", "policy": "fail"}
+
+
+def test_policy_override_warn_lets_a_defective_run_finish_and_counts_each_failure(sample_project: Path, capture: UDPCapture) -> None:
+    disable_mlflow(sample_project, "validation:\n  policy_override: warn\n")
+    tables = raw_tables()
+    corrupt_companies(tables)
+    corrupt_shuttles(tables)
+    write_raw(sample_project, tables)
+
+    run_project(sample_project, runner=make_runner("ThreadRunner"))
+
+    assert (sample_project / "data" / "08_reporting" / "metrics.json").exists()
+    runs, failed = validation_lines(capture)
+    assert runs == Counter({("companies", "failed"): 1, ("shuttles", "failed"): 1, ("reviews", "passed"): 1, ("model_input_table", "failed"): 1})
+    assert failed["companies"] == 3.0 and failed["shuttles"] == 3.0 and failed["reviews"] == 0.0
+    assert failed["model_input_table"] >= 3.0
+
+
+# ---- the validator itself ----------------------------------------------------------------
+
+
+def test_concurrent_validations_each_judge_their_own_data(tmp_path: Path) -> None:
+    suites = load_suites(tmp_path, {"numbers.yml": "numbers:\n  expectations:\n    - expect_column_values_to_be_between: {column: x, min_value: 0}\n"})
+    validator = SuiteValidator(suites, sample_values=1)
+    frames = {True: pd.DataFrame({"x": np.arange(20_000)}), False: pd.DataFrame({"x": -np.arange(1, 20_001)})}
+    verdicts: list[tuple[bool, bool]] = []
+
+    def validate(good: bool) -> None:
+        for _ in range(8):
+            outcome, _ = validator.validate("numbers", frames[good], "load", "n")
+            verdicts.append((good, outcome.success))
+
+    threads = [threading.Thread(target=validate, args=(index % 2 == 0,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # GX keeps the batch under validation in shared state: without the lock, about one
+    # verdict in four belongs to another thread's frame.
+    assert len(verdicts) == 48 and all(good == success for good, success in verdicts)
+
+
+def test_validation_makes_no_network_call_writes_no_file_and_shows_no_progress_bar(tmp_path: Path) -> None:
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    home.mkdir()
+    script = f"""
+        import os, socket
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"network call: {{args}}")
+        socket.socket.connect = socket.socket.connect_ex = refuse
+        socket.create_connection = socket.getaddrinfo = refuse
+        import pandas as pd
+        from kedro.config import OmegaConfigLoader
+        from kedro_observability.suites import EXPECTATIONS_CONFIG_PATTERNS, parse_suites, read_suites
+        from kedro_observability.validation import SuiteValidator
+        loader = OmegaConfigLoader(conf_source={str(REPO / "project" / "conf")!r}, base_env="base", default_run_env="local",
+                                   config_patterns={{"expectations": EXPECTATIONS_CONFIG_PATTERNS}})
+        validator = SuiteValidator(parse_suites(read_suites(loader)), sample_values=5)
+        frame = pd.DataFrame({{"shuttle_id": [1, 1], "price": [-1.0, None]}})
+        outcome, result = validator.validate("model_input_table", frame, "save", "n")
+        result.to_json_dict()
+        print("failed", len(outcome.failures))
+    """
+    environment = {"HOME": str(home), "PATH": "/usr/bin:/bin", "KEDRO_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=work, env=environment, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    # Duplicate id, null and negative price, and the 8 expectations of columns it lacks.
+    assert "failed 11" in done.stdout
+    assert "%|" not in done.stderr and "Calculating Metrics" not in done.stderr
+    assert not list(work.iterdir()) and not list(home.iterdir())
