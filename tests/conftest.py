@@ -89,6 +89,18 @@ def sample_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow
 
 
 @pytest.fixture
+def capture(monkeypatch: pytest.MonkeyPatch):
+    """A UDP socket that receives the hooks' statsd packets (STATSD_HOST/PORT point at it)."""
+    from statsd_capture import UDPCapture
+
+    udp = UDPCapture()
+    monkeypatch.setenv("STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("STATSD_PORT", str(udp.port))
+    yield udp
+    udp.close()
+
+
+@pytest.fixture
 def demo_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the demo project (namespaced pipeline, versioned input) in a temporary folder."""
     path = copy_project(DEMO_PROJECT, tmp_path / "obs_demo")

@@ -25,15 +25,6 @@ from statsd_capture import UDPCapture
 MB = 1_000_000
 
 
-@pytest.fixture
-def capture(monkeypatch: pytest.MonkeyPatch):
-    udp = UDPCapture()
-    monkeypatch.setenv("STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("STATSD_PORT", str(udp.port))
-    yield udp
-    udp.close()
-
-
 def run_with_memory_hook(nodes: list, catalog: DataCatalog, runner=None) -> MemoryHook:
     hook = MemoryHook()
     manager = _create_hook_manager()

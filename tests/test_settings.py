@@ -149,3 +149,15 @@ def test_invalid_settings_stop_kedro_run_before_any_node(sample_project: Path) -
         run_project(sample_project)
 
     assert not (sample_project / "data" / "01_raw").exists()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"memory": {"interval_seconds": 0}}, r"'memory.interval_seconds' .* between 0.001 and 60"),
+        ({"validation": {"sample_values": -1}}, r"'validation.sample_values' .* 0 or more"),
+    ],
+)
+def test_values_out_of_range_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(raw)

@@ -22,15 +22,6 @@ from statsd_exporter_standin import StandIn
 NODES = ["fingerprint_raw_data", "preprocess_companies", "preprocess_shuttles", "create_model_input_table", "split_data", "train_model", "evaluate_model"]
 
 
-@pytest.fixture
-def capture(monkeypatch: pytest.MonkeyPatch):
-    udp = UDPCapture()
-    monkeypatch.setenv("STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("STATSD_PORT", str(udp.port))
-    yield udp
-    udp.close()
-
-
 def expected_dataset_events(project_pipeline) -> tuple[Counter, Counter]:
     loads: Counter = Counter()
     saves: Counter = Counter()

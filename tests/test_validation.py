@@ -29,15 +29,6 @@ from statsd_capture import UDPCapture
 SUITES = ("companies", "shuttles", "reviews", "model_input_table")
 
 
-@pytest.fixture
-def capture(monkeypatch: pytest.MonkeyPatch):
-    udp = UDPCapture()
-    monkeypatch.setenv("STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("STATSD_PORT", str(udp.port))
-    yield udp
-    udp.close()
-
-
 def validation_lines(capture: UDPCapture) -> tuple[Counter, dict[str, float]]:
     lines = capture.lines()
     runs = Counter((line.tags["dataset"], line.tags["status"]) for line in lines if line.name == "kedro.validation.runs")

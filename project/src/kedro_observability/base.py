@@ -19,6 +19,9 @@ def is_parameter(dataset_name: str) -> bool:
 class ObservingHook:
     """Settings and run identity, the statsd emitter, and per-thread timers.
 
+    Subclasses that override ``after_pipeline_run`` or ``on_pipeline_error`` must end the
+    run scope themselves.
+
     Timers live in thread-local storage because ThreadRunner runs nodes concurrently and
     a dataset may be loaded by two nodes at once: no shared mutable state is keyed by
     names that are not unique across threads.
@@ -37,6 +40,14 @@ class ObservingHook:
         (a failed load, or a run that another hook stopped before it began)."""
         self._timers().clear()
         return self._scope.start(run_params)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._scope.end()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._scope.end()
 
     def _emitter(self) -> StatsdEmitter | None:
         statsd = self._scope.settings.statsd

@@ -21,7 +21,8 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
-from kedro_observability.runtime import ParallelRunnerStartMethodError, RunScope, parallel_workers_problem
+from kedro_observability.base import ObservingHook
+from kedro_observability.runtime import ParallelRunnerStartMethodError, parallel_workers_problem, registered_pipelines
 
 logger = logging.getLogger(__name__)
 
@@ -49,22 +50,15 @@ def dataset_file_path(dataset: Any) -> str | None:
     return path
 
 
-class InputPathHook:
+class InputPathHook(ObservingHook):
     """Replace configured node inputs by the file paths of their datasets."""
-
-    def __init__(self) -> None:
-        self._scope = RunScope()
-
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
-        self._scope.configure(context)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
         run = self._scope.start(run_params)
         if not run.settings.input_paths:
             return
-        check_input_paths(run.settings.input_paths, pipeline, _registered_pipelines(), catalog)
+        check_input_paths(run.settings.input_paths, pipeline, registered_pipelines(), catalog)
         # Without hooks in the workers, the configured nodes would silently get data instead
         # of paths: a result that differs between runners, so the run must not start.
         problem = parallel_workers_problem(run_params)
@@ -85,13 +79,6 @@ class InputPathHook:
         logger.debug("Node '%s' receives file paths for %s", node.name, ", ".join(paths))
         return paths
 
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._scope.end()
-
-    @hook_impl
-    def on_pipeline_error(self) -> None:
-        self._scope.end()
 
 
 def check_input_paths(
@@ -135,13 +122,3 @@ def _no_path_message(node_name: str, input_name: str, catalog: Any) -> str:
         "in catalog.yml with a file-based type (pandas.CSVDataset, pandas.ParquetDataset, ...) "
         "or remove it from input_paths."
     )
-
-
-def _registered_pipelines() -> list[Pipeline]:
-    from kedro.framework.project import pipelines
-
-    try:
-        return list(pipelines.values())
-    except Exception as error:  # noqa: BLE001 - a broken registry is reported by Kedro itself
-        logger.debug("Could not read the pipeline registry: %s", error)
-        return []

@@ -117,13 +117,6 @@ class MemoryHook(ObservingHook):
     def on_node_error(self, node: Node) -> None:
         self._finish(node)
 
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._scope.end()
-
-    @hook_impl
-    def on_pipeline_error(self) -> None:
-        self._scope.end()
 
     def _finish(self, node: Node) -> None:
         sampler = self._timers().pop("node:" + node.name, None)

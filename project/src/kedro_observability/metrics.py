@@ -95,13 +95,6 @@ class NodeMetricsHook(ObservingHook):
     def on_node_error(self, node: Node) -> None:
         self._finish(node, "failure")
 
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._scope.end()
-
-    @hook_impl
-    def on_pipeline_error(self) -> None:
-        self._scope.end()
 
     def _finish(self, node: Node, status: str) -> None:
         # Pop first: whatever happens next, a finished node leaves no timer behind.
@@ -147,13 +140,6 @@ class DatasetMetricsHook(ObservingHook):
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
         self._finish("save", dataset_name, data)
 
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._scope.end()
-
-    @hook_impl
-    def on_pipeline_error(self) -> None:
-        self._scope.end()
 
     def _finish(self, operation: str, dataset_name: str, data: Any) -> None:
         if is_parameter(dataset_name):

@@ -76,6 +76,17 @@ def parallel_workers_problem(run_params: dict[str, Any]) -> str | None:
     )
 
 
+def registered_pipelines() -> list[Any]:
+    """Every pipeline of the project's registry; empty outside a configured project."""
+    from kedro.framework.project import pipelines
+
+    try:
+        return list(pipelines.values())
+    except Exception as error:  # noqa: BLE001 - a broken registry is reported by Kedro itself
+        logger.debug("Could not read the pipeline registry: %s", error)
+        return []
+
+
 class RunScope:
     """Settings and run identity for one hook object; thread-safe."""
 

@@ -105,6 +105,11 @@ class ValidationSettings:
     sample_values: int = 5
     """Unexpected values quoted per failed expectation in errors, logs and the JSON report."""
 
+    def problems(self) -> dict[str, str]:
+        if self.sample_values < 0:
+            return {"sample_values": f"must be 0 or more, got {self.sample_values}"}
+        return {}
+
 
 @dataclass(frozen=True)
 class ObservabilitySettings:

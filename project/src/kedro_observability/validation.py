@@ -33,7 +33,8 @@ from kedro.pipeline.node import Node
 from kedro_observability.base import ObservingHook
 from kedro_observability.emitter import dataset_tags
 from kedro_observability.run_record import is_recording, record_artifact
-from kedro_observability.settings import SettingsError, ValidationSettings
+from kedro_observability.runtime import registered_pipelines
+from kedro_observability.settings import ValidationSettings
 from kedro_observability.suites import (
     ExpectationSuiteError,
     SuiteConfig,
@@ -203,10 +204,8 @@ class DataValidationHook(ObservingHook):
         settings = run.settings.validation
         if not settings.enabled or not self._config.raw:
             return
-        if settings.sample_values < 0:
-            raise SettingsError(f"Setting 'validation.sample_values' must be 0 or more, got {settings.sample_values}.")
         suites = parse_suites(self._config, settings.policy_override)
-        check_datasets(suites, [pipeline, *_registered_pipelines()], catalog)
+        check_datasets(suites, [pipeline, *registered_pipelines()], catalog)
         # Built here, in the main process, so that forked ParallelRunner workers inherit GX
         # already imported (about 3 s each otherwise).
         self._state = _RunState(suites, settings, frozenset(pipeline.all_outputs()))
@@ -346,13 +345,3 @@ def _show_value(value: Any) -> str:
         return "null"
     text = value.isoformat() if isinstance(value, datetime.date) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _registered_pipelines() -> list[Pipeline]:
-    from kedro.framework.project import pipelines
-
-    try:
-        return list(pipelines.values())
-    except Exception as error:  # noqa: BLE001 - a broken registry is reported by Kedro itself
-        logger.debug("Could not read the pipeline registry: %s", error)
-        return []
