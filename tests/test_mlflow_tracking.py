@@ -31,8 +31,8 @@ from mlflow.entities import Run
 from conftest import REPO, make_runner, run_project
 from kedro_observability import MlflowTrackingError, MlflowTrackingHook
 from kedro_observability.run_record import record_artifact
-from kedro_observability.tracking import git_commit
 from kedro_observability.tracking_params import ParameterTooLongError, mlflow_key
+from kedro_observability.tracking_server import git_commit
 from mlflow_server import MlflowServer, TcpRelay, closed_port_uri, mlflow_server  # noqa: F401 - the fixture
 
 NODES = ["fingerprint_raw_data", "preprocess_companies", "preprocess_shuttles", "create_model_input_table", "split_data", "train_model", "evaluate_model"]

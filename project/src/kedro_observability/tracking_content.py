@@ -1,0 +1,193 @@
+"""What the MLflow run holds besides its tags and params: input tables, model, artifacts, metrics, fingerprints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kedro.pipeline import Pipeline
+
+from kedro_observability.base import is_parameter
+from kedro_observability.inputs import dataset_file_path
+from kedro_observability.settings import MlflowSettings
+from kedro_observability.tracking_params import flatten, mlflow_key
+
+logger = logging.getLogger(__name__)
+
+DIGEST_ROWS = 10_000  # as in MLflow's own pandas digest
+SCHEMA_ROWS = 1_000  # MLflow infers a schema value by value: 8 s for a million strings
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+
+
+def input_sources(pipeline: Pipeline, catalog: Any, project_path: Path) -> dict[str, Any]:
+    """MLflow DatasetSources of the pipeline's file-based inputs, resolved once before the run."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    sources = {}
+    for name in sorted(pipeline.inputs()):
+        if is_parameter(name):
+            continue
+        path = dataset_file_path(catalog.get(name))
+        if path is None:
+            continue
+        if "://" not in path:
+            path = str((project_path / path).resolve())
+        try:
+            with warnings.catch_warnings():
+                # MLflow registers two local-file sources and warns each time that it chose one.
+                warnings.simplefilter("ignore", UserWarning)
+                sources[name] = resolve_dataset_source(path)
+        except Exception as error:  # noqa: BLE001 - a scheme MLflow has no source type for
+            logger.debug("No MLflow dataset source for '%s' (%s): %s", name, path, error)
+    return sources
+
+
+@dataclass(frozen=True)
+class TableSample:
+    """What MLflow's dataset entity needs from a DataFrame, taken where the data was loaded."""
+
+    digest: str
+    rows: int
+    elements: int
+    head: Any
+
+
+def table_sample(data: Any) -> TableSample | None:
+    """Digest and size of a pandas DataFrame, and its first rows; None for other data.
+
+    The digest follows MLflow's pandas recipe (the first 10,000 rows and the row count)
+    without its pass over every cell. The schema is inferred from the first 1,000 rows at
+    the end of the run: MLflow infers it value by value, 8 s for a million strings.
+    """
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(data, pandas.DataFrame):
+        return None
+    import numpy as np
+    from mlflow.data.digest_utils import get_normalized_md5_digest
+
+    head = data.head(DIGEST_ROWS)
+    digest = get_normalized_md5_digest(
+        [pandas.util.hash_pandas_object(head).values, np.int64(len(data))] + [str(column).encode() for column in data.columns]
+    )
+    return TableSample(digest, len(data), int(data.size), head.head(SCHEMA_ROWS))
+
+
+def dataset_entity(name: str, sample: TableSample, source: Any) -> Any:
+    """MLflow's dataset entity for an input table, as ``mlflow.log_input`` would log it."""
+    import mlflow.data
+    from mlflow.entities import Dataset
+
+    with warnings.catch_warnings():
+        # The schema hint about integer columns concerns model signatures, not lineage.
+        warnings.simplefilter("ignore", UserWarning)
+        fields = mlflow.data.from_pandas(sample.head, source=source, name=name, digest=sample.digest).to_dict()
+    fields["profile"] = json.dumps({"num_rows": sample.rows, "num_elements": sample.elements})
+    return Dataset(**fields)
+
+
+def head(data: Any, rows: int) -> Any:
+    """The first ``rows`` rows of a table, or items of a sequence."""
+    return data.head(rows) if hasattr(data, "head") else data[:rows]
+
+
+def evaluation_metrics(metrics: Any) -> dict[str, float]:
+    """The numbers in the metrics dataset's mapping, flattened to dotted names."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        logger.warning("kedro_observability: the mlflow metrics dataset holds a %s, not a mapping of names to numbers; not logged.", type(metrics).__name__)
+        return {}
+    return {key: float(value) for key, value in flatten(metrics) if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def fingerprint_tags(fingerprints: Any) -> dict[str, str]:
+    """The fingerprints dataset's mapping as ``kedro.fingerprint.*`` tags."""
+    if not isinstance(fingerprints, Mapping):
+        return {}
+    return {mlflow_key(f"kedro.fingerprint.{key}"): str(value) for key, value in flatten(fingerprints)}
+
+
+def log_inputs(client: Any, run_id: str, inputs: dict[str, TableSample], sources: dict[str, Any]) -> None:
+    """Log the input tables as the run's dataset inputs."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    datasets = [
+        DatasetInput(dataset_entity(name, sample, sources[name]), tags=[InputTag(DATASET_CONTEXT_TAG, "input")])
+        for name, sample in sorted(inputs.items())
+    ]
+    client.log_inputs(run_id, datasets=datasets)
+
+
+def log_model(client: Any, uri: str, experiment_id: str, run_id: str, settings: MlflowSettings, model: Any, example: Any) -> None:
+    """Log the model with its signature, input example and pinned requirements."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    signature = None
+    if example is not None:
+        signature = infer_signature(example, model.predict(example) if hasattr(model, "predict") else None)
+    # Created here so that the model belongs to the run's experiment: log_model alone would
+    # file it under the process-wide (default) experiment.
+    logged = client.create_logged_model(experiment_id, name=settings.model_name, source_run_id=run_id)
+    with _process_tracking_uri(uri):
+        mlflow.sklearn.log_model(
+            model,
+            name=settings.model_name,
+            signature=signature,
+            input_example=example,
+            pip_requirements=pinned_requirements(settings.pip_requirements),
+            registered_model_name=settings.registered_model_name,
+            run_id=run_id,
+            model_id=logged.model_id,
+        )
+
+
+def pinned_requirements(requirements: list[str]) -> list[str]:
+    """Bare package names pinned to the installed version; anything else kept as written.
+
+    Explicit requirements spare MLflow its inference, which costs seconds per model.
+    """
+    pinned = []
+    for requirement in requirements:
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement):
+            try:
+                requirement = f"{requirement}=={metadata.version(requirement)}"
+            except metadata.PackageNotFoundError:
+                logger.warning("kedro_observability: '%s' (mlflow.pip_requirements) is not installed; left out of the model's requirements.", requirement)
+                continue
+        pinned.append(requirement)
+    return pinned
+
+
+@contextmanager
+def _process_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking URI at ``uri`` while a model is logged.
+
+    ``mlflow.sklearn.log_model`` takes no client and reads the process-wide URI.
+    ``mlflow.set_tracking_uri`` also exports it as MLFLOW_TRACKING_URI, which this package reads
+    as the user's choice, so the previous value is put back (None: unset again).
+    """
+    import mlflow
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def log_artifacts(client: Any, run_id: str, paths: list[Path]) -> None:
+    for path in paths:
+        client.log_artifact(run_id, str(path))
+
