@@ -1,23 +1,29 @@
-"""What each hook adds to a Kedro run: per node, per dataset load or save, and on the sample pipeline.
+"""What each hook adds to a Kedro run: per node, per dataset load, and on the sample pipeline.
 
-Three measurements, each against a baseline taken in the same process:
+Three measurements, each against a baseline taken in the same process, with the
+configurations interleaved (baseline, hook A, hook B, ..., baseline, hook A, ...) so that
+drift of the machine hits them all alike; the figure is the median of the repeats.
 
-1. A synthetic chain of N trivial nodes (one load and one save each, MemoryDatasets), run by
-   SequentialRunner with no hook, then with each hook alone, then with all of them. The
-   difference of the medians divided by N is the cost per node (which includes that node's
-   one load and one save).
-2. Each dataset hook's before/after pair called directly around a 100k-row DataFrame load:
-   the cost per dataset load, beside memory_profiler's usual recipe
-   (``memory_usage(-1, interval=0.1)`` before and after each load).
-3. The sample spaceflights pipeline at a chosen size, hooks off and all on.
+1. A synthetic chain of N trivial nodes (one load and one save each, MemoryDatasets) run by
+   SequentialRunner with no hook, with each hook alone and with all of them. The difference
+   from the baseline divided by N is the cost per node (its one load and one save included).
+2. The dataset hooks' before/after pair called through Kedro's hook manager around a
+   100k-row DataFrame: the cost per dataset load, beside memory_profiler's usual recipe
+   (``memory_usage(-1, interval=0.1)`` before and after a load).
+3. The sample spaceflights pipeline at a chosen size (``--rows``, 1,000,000 works), without
+   and with the hooks, configured from the project's own conf/ (validation suites included).
 
-statsd packets go to a UDP socket this script listens on, as they would to the exporter.
+Pipeline hooks (``before_pipeline_run``/``after_pipeline_run``) run outside the timed part, as
+they would around a session's run: the MLflow hook opens its run (a SQLite file in a temporary
+folder) before, and uploads after. statsd packets go to a UDP socket this script listens on.
+
 Usage: ``python benchmarks/bench_hooks.py [--nodes 500] [--repeats 7] [--rows 10000]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import socket
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -39,68 +46,83 @@ from kedro.pipeline import node, pipeline  # noqa: E402
 from kedro.runner import SequentialRunner  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH_PROJECT = tempfile.mkdtemp(prefix="kedro-bench-mlflow-")
+HookFactory = Callable[[], list[Any]]
 
 
-def hook_sets() -> dict[str, Callable[[], list[Any]]]:
-    """Name -> factory of the hooks to register; later issues add theirs here."""
-    from kedro_observability import DatasetMetricsHook, MemoryHook, NodeMetricsHook, PipelineMetricsHook
+def hook_sets() -> dict[str, HookFactory]:
+    """Name -> factory of the hooks to register."""
+    from kedro_observability import (
+        DatasetMetricsHook,
+        DataValidationHook,
+        MemoryHook,
+        MlflowTrackingHook,
+        NodeMetricsHook,
+        PipelineMetricsHook,
+    )
 
-    sets: dict[str, Callable[[], list[Any]]] = {
+    sets: dict[str, HookFactory] = {
         "statsd: node metrics": lambda: [NodeMetricsHook()],
         "statsd: dataset metrics": lambda: [DatasetMetricsHook()],
         "statsd: all three": lambda: [PipelineMetricsHook(), NodeMetricsHook(), DatasetMetricsHook()],
         "memory": lambda: [MemoryHook()],
+        "mlflow tracking": lambda: [MlflowTrackingHook()],
+        "validation": lambda: [DataValidationHook()],
     }
-    try:
-        from kedro_observability import MlflowTrackingHook
-
-        sets["mlflow tracking"] = lambda: [MlflowTrackingHook()]
-    except ImportError:
-        pass
-    singles = [sets[name] for name in sets if name not in {"statsd: node metrics", "statsd: dataset metrics"}]
+    singles = [sets[name] for name in ("statsd: all three", "memory", "mlflow tracking", "validation")]
     sets["all hooks"] = lambda: [hook for make in singles for hook in make()]
     return sets
+
+
+def timed_run(chosen: Any, catalog: Any, hooks: list[Any], project_path: Path, context: Any = None) -> float:
+    """Run ``chosen`` with ``hooks``; only the runner's work is timed."""
+    manager = _create_hook_manager()
+    for hook in hooks:
+        if context is not None:
+            hook.after_context_created(context=context)
+        manager.register(hook)
+    run_params = {"run_id": "bench", "project_path": str(project_path), "pipeline_names": None, "runner": "SequentialRunner", "env": None}
+    manager.hook.before_pipeline_run(run_params=run_params, pipeline=chosen, catalog=catalog)
+    started = time.perf_counter()
+    SequentialRunner().run(chosen, catalog, manager)
+    elapsed = time.perf_counter() - started
+    manager.hook.after_pipeline_run(run_params=run_params, run_result={}, pipeline=chosen, catalog=catalog)
+    return elapsed
+
+
+def interleaved_medians(configurations: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median time of each configuration, measured round-robin after one warm-up round."""
+    samples: dict[str, list[float]] = {name: [] for name in configurations}
+    for round_number in range(repeats + 1):
+        for name, measure in configurations.items():
+            elapsed = measure()
+            if round_number:
+                samples[name].append(elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def identity(value: Any) -> Any:
     return value
 
 
-def chain(nodes: int) -> Any:
-    return pipeline([node(identity, f"d{i}", f"d{i + 1}", name=f"n{i}") for i in range(nodes)])
+def bench_synthetic(nodes: int, repeats: int, workdir: Path) -> None:
+    chained = pipeline([node(identity, f"d{i}", f"d{i + 1}", name=f"n{i}") for i in range(nodes)])
 
+    def measure(make: HookFactory) -> Callable[[], float]:
+        def run() -> float:
+            catalog = DataCatalog({"d0": MemoryDataset(pd.DataFrame({"x": range(10)}))})
+            return timed_run(chained, catalog, make(), workdir)
 
-def run_once(nodes: int, hooks: list[Any]) -> float:
-    catalog = DataCatalog({"d0": MemoryDataset(pd.DataFrame({"x": range(10)}))})
-    manager = _create_hook_manager()
-    for hook in hooks:
-        manager.register(hook)
-    chained = chain(nodes)
-    # The pipeline hooks run outside the timed part, as in a session: the MLflow hook opens its
-    # run (in a SQLite file here) before and uploads after; the nodes pay only what is timed.
-    run_params = {"run_id": "bench", "project_path": BENCH_PROJECT, "pipeline_names": None, "runner": "SequentialRunner", "env": None}
-    manager.hook.before_pipeline_run(run_params=run_params, pipeline=chained, catalog=catalog)
-    started = time.perf_counter()
-    SequentialRunner().run(chained, catalog, manager)
-    elapsed = time.perf_counter() - started
-    manager.hook.after_pipeline_run(run_params=run_params, run_result={}, pipeline=chained, catalog=catalog)
-    return elapsed
+        return run
 
-
-def median_of(repeats: int, measure: Callable[[], float]) -> float:
-    measure()  # warm-up: imports, caches, the socket
-    return statistics.median(measure() for _ in range(repeats))
-
-
-def bench_synthetic(nodes: int, repeats: int) -> None:
+    configurations = {"none (baseline)": measure(lambda: [])}
+    configurations.update({name: measure(make) for name, make in hook_sets().items()})
+    medians = interleaved_medians(configurations, repeats)
+    baseline = medians["none (baseline)"]
     print(f"\n1. Synthetic pipeline: {nodes} trivial nodes, 1 load + 1 save each, SequentialRunner, median of {repeats}")
-    baseline = median_of(repeats, lambda: run_once(nodes, []))
     print(f"   {'hooks':<26}{'run (s)':>10}{'ratio':>8}{'added per node (ms)':>22}")
-    print(f"   {'none (baseline)':<26}{baseline:>10.3f}{1:>8.2f}{'-':>22}")
-    for name, make in hook_sets().items():
-        elapsed = median_of(repeats, lambda make=make: run_once(nodes, make()))
-        print(f"   {name:<26}{elapsed:>10.3f}{elapsed / baseline:>8.2f}{(elapsed - baseline) / nodes * 1000:>22.3f}")
+    for name, elapsed in medians.items():
+        added = "-" if name == "none (baseline)" else f"{(elapsed - baseline) / nodes * 1000:.3f}"
+        print(f"   {name:<26}{elapsed:>10.3f}{elapsed / baseline:>8.2f}{added:>22}")
 
 
 def bench_per_load(repeats: int, rows: int = 100_000) -> None:
@@ -108,43 +130,48 @@ def bench_per_load(repeats: int, rows: int = 100_000) -> None:
 
     frame = pd.DataFrame({"id": np.arange(rows), "price": np.random.default_rng(0).random(rows), "kind": np.where(np.arange(rows) % 2, "a", "b")})
     calls = 2000
-    print(f"\n2. Per dataset load of a {rows:,}-row DataFrame ({calls} loads through Kedro's hook manager, median of {repeats})")
     reader = node(identity, "table", "copy", name="reader")
 
-    def pair_cost(hooks: list[Any]) -> float:
+    def measure(hooks: list[Any]) -> Callable[[], float]:
         manager = _create_hook_manager()
         for hook in hooks:
             manager.register(hook)
 
-        def measure() -> float:
+        def run() -> float:
             started = time.perf_counter()
             for _ in range(calls):
                 manager.hook.before_dataset_loaded(dataset_name="table", node=reader)
                 manager.hook.after_dataset_loaded(dataset_name="table", data=frame, node=reader)
             return (time.perf_counter() - started) / calls
 
-        return median_of(repeats, measure)
+        return run
 
-    baseline = pair_cost([])
-    for name, hooks in (("statsd: dataset metrics", [DatasetMetricsHook()]), ("memory", [MemoryHook()])):
-        print(f"   {name:<26}{(pair_cost(hooks) - baseline) * 1000:>10.3f} ms added per load")
-    try:
-        from memory_profiler import memory_usage
-    except ImportError:
-        return
+    medians = interleaved_medians(
+        {"none": measure([]), "statsd: dataset metrics": measure([DatasetMetricsHook()]), "memory": measure([MemoryHook()])},
+        repeats,
+    )
+    print(f"\n2. Per dataset load of a {rows:,}-row DataFrame ({calls} loads through Kedro's hook manager, median of {repeats})")
+    for name in ("statsd: dataset metrics", "memory"):
+        print(f"   {name:<26}{(medians[name] - medians['none']) * 1000:>10.3f} ms added per load")
+
+    from memory_profiler import memory_usage
+
+    loads = 5
     started = time.perf_counter()
-    for _ in range(5):
+    for _ in range(loads):
         memory_usage(-1, interval=0.1)
         memory_usage(-1, interval=0.1)
-    print(f"   {'memory_profiler recipe':<26}{(time.perf_counter() - started) / 5 * 1000:>10.3f} ms per load (memory_usage(-1, interval=0.1) before and after)")
+    naive = (time.perf_counter() - started) / loads
+    print(f"   {'memory_profiler recipe':<26}{naive * 1000:>10.3f} ms added per load (memory_usage(-1, interval=0.1) before and after)")
 
 
-def bench_sample(rows: int, repeats: int) -> None:
+def bench_sample(rows: int, repeats: int, workdir: Path) -> None:
     from kedro.framework.project import pipelines
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    workdir = Path(tempfile.mkdtemp(prefix="kedro-bench-"))
+    from kedro_observability import InputPathHook
+
     project = workdir / "spaceflights"
     project.mkdir()
     shutil.copy(REPO / "project" / "pyproject.toml", project)
@@ -152,47 +179,25 @@ def bench_sample(rows: int, repeats: int) -> None:
     (project / "src").mkdir()
     os.chdir(project)
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params={"data_generation": {"seed": 42, "n_shuttles": rows}}) as session:
+    generation = {"data_generation": {"seed": 42, "n_shuttles": rows}}
+    with KedroSession.create(project_path=project, runtime_params=generation) as session:
         session.run(pipeline_names=["data_generation"])
     with KedroSession.create(project_path=project) as session:
         context = session.load_context()
         default = pipelines["__default__"]
 
-        def run(hooks: list[Any]) -> float:
-            manager = _create_hook_manager()
-            for hook in hooks:
-                manager.register(hook)
-            catalog = context.catalog
-            run_params = {"run_id": "bench", "project_path": str(project), "pipeline_names": None, "runner": "SequentialRunner", "env": None}
-            manager.hook.before_pipeline_run(run_params=run_params, pipeline=default, catalog=catalog)
-            started = time.perf_counter()
-            SequentialRunner().run(default, catalog, manager)
-            elapsed = time.perf_counter() - started
-            manager.hook.after_pipeline_run(run_params=run_params, run_result={}, pipeline=default, catalog=catalog)
-            return elapsed
+        def measure(make: HookFactory) -> Callable[[], float]:
+            # The fingerprint node needs its file paths: the input-path hook is in the baseline.
+            return lambda: timed_run(default, context.catalog, [InputPathHook(), *make()], project, context)
 
-        from kedro_observability import InputPathHook
-
-        # The fingerprint node needs its paths: the input-path hook is part of the baseline.
-        def baseline_hooks() -> list[Any]:
-            hook = InputPathHook()
-            hook.after_context_created(context)
-            return [hook]
-
-        print(f"\n3. Sample pipeline, {rows:,} shuttles, SequentialRunner, median of {repeats}")
-        baseline = median_of(repeats, lambda: run(baseline_hooks()))
-        print(f"   {'input paths only':<26}{baseline:>10.3f} s")
-        for name, make in hook_sets().items():
-
-            def with_hooks(make: Callable[[], list[Any]] = make) -> float:
-                hooks = make()
-                for hook in hooks:
-                    hook.after_context_created(context)
-                return run(baseline_hooks() + hooks)
-
-            elapsed = median_of(repeats, with_hooks)
-            print(f"   {name:<26}{elapsed:>10.3f} s   ratio {elapsed / baseline:.3f}")
-    shutil.rmtree(workdir, ignore_errors=True)
+        configurations = {"input paths only": measure(lambda: [])}
+        configurations.update({name: measure(make) for name, make in hook_sets().items() if name != "statsd: node metrics"})
+        medians = interleaved_medians(configurations, repeats)
+    baseline = medians["input paths only"]
+    print(f"\n3. Sample pipeline, {rows:,} shuttles, 7 nodes, SequentialRunner, median of {repeats}")
+    print(f"   {'hooks':<26}{'run (s)':>10}{'ratio':>8}")
+    for name, elapsed in medians.items():
+        print(f"   {name:<26}{elapsed:>10.3f}{elapsed / baseline:>8.2f}")
 
 
 def main() -> None:
@@ -208,16 +213,17 @@ def main() -> None:
     os.environ["STATSD_HOST"] = "127.0.0.1"
     os.environ["STATSD_PORT"] = str(sink.getsockname()[1])
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    import logging
-
-    logging.disable(logging.INFO)  # Kedro logs every load and save; that is not what we measure
+    logging.disable(logging.WARNING)  # Kedro logs every load and save; that is not what we measure
+    workdir = Path(tempfile.mkdtemp(prefix="kedro-bench-"))
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; statsd packets to a local UDP socket")
-    bench_synthetic(args.nodes, args.repeats)
-    bench_per_load(args.repeats)
-    if not args.skip_sample:
-        bench_sample(args.rows, max(3, args.repeats // 2))
-    sink.close()
-    shutil.rmtree(BENCH_PROJECT, ignore_errors=True)
+    try:
+        bench_synthetic(args.nodes, args.repeats, workdir)
+        bench_per_load(args.repeats)
+        if not args.skip_sample:
+            bench_sample(args.rows, max(3, args.repeats // 2), workdir)
+    finally:
+        sink.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _state_lock = threading.Lock()
 _write_lock = threading.Lock()
@@ -39,6 +40,7 @@ class RunRecord:
 def open_record() -> None:
     """Start recording for a run (called by the tracking hook in the main process)."""
     global _folder
+    _close_files()
     with _state_lock:
         if _folder is not None:
             shutil.rmtree(_folder, ignore_errors=True)
@@ -56,8 +58,32 @@ def record_metric(key: str, value: float) -> None:
     if folder is None:
         return
     line = json.dumps({"key": key, "value": float(value)}) + "\n"
-    with _write_lock, open(folder / f"metrics-{os.getpid()}.jsonl", "a", encoding="utf-8") as file:
-        file.write(line)
+    with _write_lock:
+        _metrics_file(folder).write(line)
+
+
+_open_files: dict[tuple[int, Path], Any] = {}
+
+
+def _metrics_file(folder: Path) -> Any:
+    """This process's metrics file, opened once: several metrics are recorded per node.
+
+    Line-buffered, so that each metric is on disk as soon as it is recorded, even in a
+    ParallelRunner worker that is never told the run ended. Keyed by process id: a forked
+    worker must not write through its parent's file object.
+    """
+    key = (os.getpid(), folder)
+    file = _open_files.get(key)
+    if file is None:
+        file = _open_files[key] = open(folder / f"metrics-{os.getpid()}.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    return file
+
+
+def _close_files() -> None:
+    with _write_lock:
+        for file in _open_files.values():
+            file.close()
+        _open_files.clear()
 
 
 def record_artifact(file_name: str, content: str | bytes) -> None:
@@ -92,6 +118,7 @@ def collect_record() -> RunRecord:
 def close_record() -> None:
     """Stop recording and delete what was recorded."""
     global _folder
+    _close_files()
     with _state_lock:
         if _folder is not None:
             shutil.rmtree(_folder, ignore_errors=True)
