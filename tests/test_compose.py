@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,25 @@ def run_compose(*args: str, env_file: Path | None = None, files: tuple[Path, ...
     return subprocess.run(command, capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=60)
 
 
+TEST_PASSWORD = "a-test-password-for-compose-config"
+
+
+@cache
+def filled_env_file() -> Path:
+    """.env.example with the one value the user must fill in, as the quickstart says."""
+    path = Path(tempfile.mkdtemp(prefix="kos-compose-")) / ".env"
+    path.write_text(with_password(ENV_EXAMPLE.read_text()))
+    return path
+
+
+def with_password(example: str) -> str:
+    return re.sub(r"^GRAFANA_ADMIN_PASSWORD=.*$", f"GRAFANA_ADMIN_PASSWORD={TEST_PASSWORD}", example, flags=re.MULTILINE)
+
+
 @cache
 def resolved() -> dict[str, Any]:
     """`docker-compose config` of the file with .env.example's values, as JSON."""
-    result = run_compose("config", "--format", "json", env_file=ENV_EXAMPLE)
+    result = run_compose("config", "--format", "json", env_file=filled_env_file())
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -152,13 +168,21 @@ def test_compose_binary_is_v2() -> None:
     assert re.match(r"v?2\.\d+", version.stdout.strip()), version.stdout
 
 
-def test_config_is_valid_with_the_env_example() -> None:
-    result = run_compose("config", "-q", env_file=ENV_EXAMPLE)
+def test_config_is_valid_with_the_env_example_once_the_password_is_set() -> None:
+    result = run_compose("config", "-q", env_file=filled_env_file())
     assert result.returncode == 0, result.stderr
 
 
+def test_the_env_example_as_is_has_no_usable_password() -> None:
+    """No default password: a copied .env.example must be edited before the stack starts."""
+    assert env_example_values()["GRAFANA_ADMIN_PASSWORD"] == ""
+    result = run_compose("config", "-q", env_file=ENV_EXAMPLE)
+    assert result.returncode != 0
+    assert "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
 def test_config_is_valid_with_the_host_statsd_overlay() -> None:
-    result = run_compose("config", "--format", "json", env_file=ENV_EXAMPLE, files=(COMPOSE_FILE, HOST_STATSD_FILE))
+    result = run_compose("config", "--format", "json", env_file=filled_env_file(), files=(COMPOSE_FILE, HOST_STATSD_FILE))
     assert result.returncode == 0, result.stderr
     ports = json.loads(result.stdout)["services"]["statsd-exporter"]["ports"]
     assert [(port["host_ip"], port["target"], port["protocol"]) for port in ports] == [("127.0.0.1", 9125, "udp")]
@@ -178,18 +202,18 @@ def test_config_fails_and_names_the_grafana_password_without_it(tmp_path: Path, 
 
 
 def test_a_dot_env_copied_from_the_example_is_picked_up(tmp_path: Path) -> None:
-    """The quickstart: `cp .env.example .env` in a copy of the repo, no --env-file."""
+    """The quickstart: `cp .env.example .env`, set the password, no --env-file."""
     copy = tmp_path / "stack"
     copy.mkdir()
     shutil.copy(COMPOSE_FILE, copy / "docker-compose.yml")
-    shutil.copy(ENV_EXAMPLE, copy / ".env")
+    (copy / ".env").write_text(with_password(ENV_EXAMPLE.read_text()))
     result = subprocess.run(
         [compose_binary(), "-f", "docker-compose.yml", "config", "--format", "json"],
         capture_output=True, text=True, env=clean_env(), cwd=copy, timeout=60,
     )
     assert result.returncode == 0, result.stderr
     grafana = json.loads(result.stdout)["services"]["grafana"]
-    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == env_example_values()["GRAFANA_ADMIN_PASSWORD"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == TEST_PASSWORD
 
 
 # ---------------------------------------------------------------------------
@@ -311,7 +335,7 @@ def test_grafana_is_secure_by_default() -> None:
     environment = resolved()["services"]["grafana"]["environment"]
     assert environment["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert environment["GF_USERS_ALLOW_SIGN_UP"] == "false"
-    assert environment["GF_SECURITY_ADMIN_PASSWORD"] == env_example_values()["GRAFANA_ADMIN_PASSWORD"]
+    assert environment["GF_SECURITY_ADMIN_PASSWORD"] == TEST_PASSWORD
     raw = COMPOSE_FILE.read_text()
     assert re.search(r"GF_SECURITY_ADMIN_PASSWORD: \$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", raw), "the password must be required"
     assert "admin/admin" not in raw

@@ -49,9 +49,9 @@ def _bytes_of(data: Any, depth: int) -> int:
     if _is_instance(data, "pandas", "DataFrame"):
         return _frame_bytes(data)
     if _is_instance(data, "pandas", "Series"):
-        return _series_bytes(data)
+        return _array_payload(data) + _array_payload(data.index)
     if isinstance(data, np.ndarray):
-        return _array_bytes(data)
+        return _array_payload(data)
     if _is_instance(data, "pyarrow", "Table", "RecordBatch"):
         return int(data.nbytes)
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -93,39 +93,32 @@ def _is_instance(data: Any, module: str, *names: str) -> bool:
 
 
 def _frame_bytes(frame: Any) -> int:
-    # Runs after every load and save, so: a numpy column's size follows from its dtype and
-    # the row count, without building the column's Series (~10 µs each); only extension
-    # columns (Arrow strings, categoricals, nullable types) and object columns are visited.
-    rows = len(frame)
-    by_label = frame.columns.is_unique  # frame[label] is the cheapest public column access
-    total = _index_bytes(frame.index)
-    for position, (label, dtype) in enumerate(zip(frame.columns, frame.dtypes.tolist(), strict=True)):
-        if isinstance(dtype, np.dtype) and dtype != object:
-            total += dtype.itemsize * rows
-        else:
-            total += _column_bytes(frame[label] if by_label else frame.iloc[:, position])
-    return total
+    arrays = _block_arrays(frame)
+    if arrays is None:
+        arrays = [frame.iloc[:, position].array for position in range(frame.shape[1])]
+    return _array_payload(frame.index) + sum(_array_payload(array) for array in arrays)
 
 
-def _series_bytes(series: Any) -> int:
-    return _index_bytes(series.index) + _column_bytes(series)
+def _block_arrays(frame: Any) -> list[Any] | None:
+    """The arrays that hold a DataFrame's data (2-D numpy blocks, 1-D extension arrays).
+
+    pandas has no public accessor for them but building one Series per column, which costs
+    10-20 µs a column and, measured in a running pipeline, tripled this hook's cost per load
+    and save (its budget is 0.1 ms). The block manager's ``arrays`` hold the same bytes and
+    take about a microsecond. This is the one place that reaches into pandas; if a release
+    moves it, the public path (a Series per column) takes over.
+    """
+    arrays = getattr(getattr(frame, "_mgr", None), "arrays", None)
+    return list(arrays) if isinstance(arrays, (list, tuple)) else None
 
 
-def _column_bytes(column: Any) -> int:
-    if column.dtype == object:
-        return int(column.nbytes) + _sampled_payload(column.to_numpy())
-    return int(column.nbytes)
-
-
-def _index_bytes(index: Any) -> int:
-    if index.dtype == object:
-        return int(index.nbytes) + _sampled_payload(index.to_numpy())
-    return int(index.nbytes)
-
-
-def _array_bytes(array: np.ndarray) -> int:
-    if array.dtype == object:
-        return int(array.nbytes) + _sampled_payload(array.ravel())
+def _array_payload(array: Any) -> int:
+    """Bytes of a numpy or pandas array, Series or Index, with the objects it points to."""
+    dtype = getattr(array, "dtype", None)
+    # A Series' .array wraps numpy object arrays in an extension type: look through it.
+    if dtype == object or getattr(dtype, "numpy_dtype", None) == object:
+        values = np.asarray(array)
+        return int(values.nbytes) + _sampled_payload(values.ravel())
     return int(array.nbytes)
 
 
