@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import RUNNERS, SAMPLE_SHUTTLES, make_runner, run_project
+from conftest import SAMPLE_SHUTTLES, make_runner, run_project
 from spaceflights.pipelines.data_generation.nodes import generate_raw_data
 
 RAW = ("companies", "shuttles", "reviews")

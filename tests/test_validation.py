@@ -238,8 +238,8 @@ def test_a_defective_input_stops_the_run_on_load_with_the_failures_named(sample_
         run_project(sample_project, runner=make_runner(runner))
 
     message = str(error.value)
-    assert f"Dataset 'companies' (loaded for node '" in message
-    assert f"failed 3 of 9 expectations of its suite in conf/base/expectations/companies.yml:" in message
+    assert "Dataset 'companies' (loaded for node '" in message
+    assert "failed 3 of 9 expectations of its suite in conf/base/expectations/companies.yml:" in message
     assert f"  - expect_column_values_to_not_be_null() on column 'id': 1 unexpected value of {rows} rows (0.62%), e.g. null" in message
     assert f"  - expect_column_values_to_be_unique() on column 'id': 2 unexpected values of {rows} rows (1.2%), e.g. 9.0, 9.0" in message
     assert "on column 'company_location': 1 unexpected value of 160 rows (0.62%), e.g. 'Atlantis'" in message

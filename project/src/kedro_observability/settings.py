@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import fnmatch
 import logging
 import os
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from kedro_observability.conf_files import config_documents
 
 logger = logging.getLogger(__name__)
 
@@ -304,27 +302,8 @@ def _locate_key(config_loader: Any, dotted_key: str) -> str:
     for variable, path in ENVIRONMENT_OVERRIDES.items():
         if dotted_key == ".".join(path) and os.environ.get(variable):
             return f"the environment variable {variable}"
-    try:
-        conf_source = Path(config_loader.conf_source)
-        patterns = config_loader.config_patterns[CONFIG_KEY]
-        environments = [config_loader.env or config_loader.default_run_env, config_loader.base_env]
-    except (AttributeError, KeyError, TypeError):
-        return "observability.yml"
-    documents = []
-    for environment in environments:
-        folder = conf_source / str(environment)
-        if not folder.is_dir():
-            continue
-        for candidate in sorted(folder.rglob("*")):
-            relative = candidate.relative_to(folder).as_posix()
-            if candidate.suffix not in {".yml", ".yaml"}:
-                continue
-            if not any(fnmatch.fnmatch(relative.rsplit(".", 1)[0], p) or fnmatch.fnmatch(relative, p) for p in patterns):
-                continue
-            try:
-                documents.append((candidate, yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}))
-            except (OSError, yaml.YAMLError):
-                continue
+    # The run environment's files win, so they are searched first.
+    documents = list(reversed(config_documents(config_loader, CONFIG_KEY)))
     # Mapping keys may contain dots themselves (namespaced node names), so try the
     # longest prefix of the key that a file holds.
     parts = dotted_key.split("[")[0].split(".")

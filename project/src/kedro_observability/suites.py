@@ -24,7 +24,6 @@ groups, ``(?:...)``: pandas warns about capturing groups on every validation.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import logging
 import os
 import re
@@ -35,7 +34,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+
+from kedro_observability.conf_files import config_documents
 
 logger = logging.getLogger(__name__)
 
@@ -276,30 +276,11 @@ def _in_catalog(catalog: Any, dataset: str) -> bool:
 
 def _suite_files(config_loader: Any) -> dict[str, str]:
     """Dataset name -> the file that defines its suite, the run environment's file winning."""
-    try:
-        conf_source = Path(config_loader.conf_source)
-        patterns = config_loader.config_patterns[EXPECTATIONS_KEY]
-        environments = [config_loader.base_env, config_loader.env or config_loader.default_run_env]
-    except (AttributeError, KeyError, TypeError):
-        return {}
     files: dict[str, str] = {}
-    for environment in environments:
-        folder = conf_source / str(environment)
-        if not folder.is_dir():
-            continue
-        for candidate in sorted(folder.rglob("*")):
-            relative = candidate.relative_to(folder).as_posix()
-            if candidate.suffix not in {".yml", ".yaml", ".json"}:
-                continue
-            if not any(fnmatch.fnmatch(relative.rsplit(".", 1)[0], p) or fnmatch.fnmatch(relative, p) for p in patterns):
-                continue
-            try:
-                content = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError):
-                continue
-            if isinstance(content, Mapping):
-                shown = _relative_to_project(candidate, conf_source)
-                files.update({str(key): shown for key in content})
+    for path, content in config_documents(config_loader, EXPECTATIONS_KEY):
+        if isinstance(content, Mapping):
+            shown = _relative_to_project(path, Path(config_loader.conf_source))
+            files.update({str(key): shown for key in content})
     return files
 
 

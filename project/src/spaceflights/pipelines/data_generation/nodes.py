@@ -40,7 +40,7 @@ def generate_raw_data(options: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFra
         + 6.0 * review_rating
         + rng.normal(0.0, 120.0, n_shuttles)
     ).clip(50.0)
-    shuttles["price"] = ["${:,.1f}".format(value) for value in price]
+    shuttles["price"] = [f"${value:,.1f}" for value in price]
     return companies.drop(columns="_rating"), shuttles, reviews
 
 
