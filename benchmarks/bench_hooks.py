@@ -89,15 +89,20 @@ def timed_run(chosen: Any, catalog: Any, hooks: list[Any], project_path: Path, c
     return elapsed
 
 
-def interleaved_medians(configurations: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
-    """Median time of each configuration, measured round-robin after one warm-up round."""
+def interleaved_samples(configurations: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Times of each configuration, measured round-robin after one warm-up round."""
     samples: dict[str, list[float]] = {name: [] for name in configurations}
     for round_number in range(repeats + 1):
         for name, measure in configurations.items():
             elapsed = measure()
             if round_number:
                 samples[name].append(elapsed)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def interleaved_medians(configurations: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median time of each configuration, measured round-robin after one warm-up round."""
+    return {name: statistics.median(values) for name, values in interleaved_samples(configurations, repeats).items()}
 
 
 def identity(value: Any) -> Any:
@@ -116,9 +121,12 @@ def bench_synthetic(nodes: int, repeats: int, workdir: Path) -> None:
 
     configurations = {"none (baseline)": measure(lambda: [])}
     configurations.update({name: measure(make) for name, make in hook_sets().items()})
-    medians = interleaved_medians(configurations, repeats)
+    samples = interleaved_samples(configurations, repeats)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
     baseline = medians["none (baseline)"]
+    quartiles = statistics.quantiles(samples["none (baseline)"], n=4)
     print(f"\n1. Synthetic pipeline: {nodes} trivial nodes, 1 load + 1 save each, SequentialRunner, median of {repeats}")
+    print(f"   (noise: the baseline's interquartile range is {(quartiles[2] - quartiles[0]) / nodes * 1000:.3f} ms per node)")
     print(f"   {'hooks':<26}{'run (s)':>10}{'ratio':>8}{'added per node (ms)':>22}")
     for name, elapsed in medians.items():
         added = "-" if name == "none (baseline)" else f"{(elapsed - baseline) / nodes * 1000:.3f}"
