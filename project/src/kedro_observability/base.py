@@ -19,8 +19,8 @@ def is_parameter(dataset_name: str) -> bool:
 class ObservingHook:
     """Settings and run identity, the statsd emitter, and per-thread timers.
 
-    Subclasses that override ``after_pipeline_run`` or ``on_pipeline_error`` must end the
-    run scope themselves.
+    Subclasses that override ``before_pipeline_run`` must start the run (``_start_run``), and
+    those that override ``after_pipeline_run`` or ``on_pipeline_error`` must end it.
 
     Timers live in thread-local storage because ThreadRunner runs nodes concurrently and
     a dataset may be loaded by two nodes at once: no shared mutable state is keyed by
@@ -40,6 +40,10 @@ class ObservingHook:
         (a failed load, or a run that another hook stopped before it began)."""
         self._timers().clear()
         return self._scope.start(run_params)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        self._start_run(run_params)
 
     @hook_impl
     def after_pipeline_run(self) -> None:

@@ -55,7 +55,7 @@ class InputPathHook(ObservingHook):
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        run = self._scope.start(run_params)
+        run = self._start_run(run_params)
         if not run.settings.input_paths:
             return
         check_input_paths(run.settings.input_paths, pipeline, registered_pipelines(), catalog)

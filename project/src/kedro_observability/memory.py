@@ -121,10 +121,6 @@ class MemoryHook(ObservingHook):
     """Per dataset load: memory growth. Per node: peak resident memory while it ran."""
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self._start_run(run_params)
-
-    @hook_impl
     @never_raise
     def before_dataset_loaded(self, dataset_name: str) -> None:
         if self._scope.settings.memory.enabled and not is_parameter(dataset_name):

@@ -115,10 +115,6 @@ class DatasetMetricsHook(ObservingHook):
     """Size, rows and load/save duration of every dataset a node loads or saves."""
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        self._start_run(run_params)
-
-    @hook_impl
     @never_raise
     def before_dataset_loaded(self, dataset_name: str) -> None:
         if not is_parameter(dataset_name):

@@ -199,7 +199,7 @@ class DataValidationHook(ObservingHook):
     # First: a suite that cannot run stops the run before any other hook has started anything.
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        run = self._scope.start(run_params)
+        run = self._start_run(run_params)
         self._state = None
         settings = run.settings.validation
         if not settings.enabled or not self._config.raw:
