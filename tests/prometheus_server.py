@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -16,14 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from local_servers import free_port, wait_until_answering
+
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def config_for_tests(statsd_exporter_address: str, own_address: str, interval: str = "1s") -> dict[str, Any]:
@@ -63,18 +58,11 @@ class PrometheusServer:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                pytest.fail(f"Prometheus exited: {self.log_path.read_text()[-2000:]}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"Prometheus was not ready within {timeout} s", pytrace=False)
+        try:
+            wait_until_answering(self._process, f"{self.url}/-/ready", timeout, lambda: self.log_path.read_text()[-2000:])
+        except RuntimeError as error:
+            self.stop()
+            pytest.fail(f"Prometheus did not start: {error}", pytrace=False)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant query; the result vector (a list of {metric, value})."""

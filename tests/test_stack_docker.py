@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from local_servers import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -59,12 +60,6 @@ def compose_command() -> list[str]:
         if version.returncode == 0 and re.match(r"v?2\.", version.stdout.strip()):
             return command
     pytest.fail("Docker runs but no Compose v2 was found (docker compose plugin, or bash tests/tools/install-compose.sh)", pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -124,6 +124,18 @@ def send_udp(standin: StandIn, packets: list[str]) -> None:
             sock.sendto(packet.encode("utf-8"), ("127.0.0.1", standin.udp_port))
 
 
+def exposition_after(standin: StandIn, lines: list[str], transport: str) -> str:
+    """Give ``lines`` to the stand-in by ``feed`` or over real UDP; its /metrics text."""
+    if transport == "feed":
+        for line in lines:
+            standin.feed(line)
+        return standin.render()
+    standin.start()
+    send_udp(standin, lines)
+    assert standin.wait_for_lines(len(lines), timeout=10), "UDP lines did not all arrive"
+    return scrape(standin)
+
+
 def scrape(standin: StandIn) -> str:
     with urllib.request.urlopen(standin.metrics_url, timeout=5) as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -168,15 +180,7 @@ def test_standin_reproduces_recording(case: str, transport: str) -> None:
     folder = case_dir(case)
     lines = input_lines(folder)
     with StandIn(folder / "mapping.yml") as standin:
-        if transport == "feed":
-            for line in lines:
-                standin.feed(line)
-            text = standin.render()
-        else:
-            standin.start()
-            send_udp(standin, lines)
-            assert standin.wait_for_lines(len(lines), timeout=10), "UDP lines did not all arrive"
-            text = scrape(standin)
+        text = exposition_after(standin, lines, transport)
     _, _, got = parse_exposition(text)
     _, _, expected = parse_exposition((folder / "expected.prom").read_text(encoding="utf-8"))
     assert only(got, "kedro_") == pytest.approx(only(expected, "kedro_"), rel=1e-12, abs=0)
@@ -344,15 +348,7 @@ def test_sanitised_label_values_round_trip(transport: str) -> None:
     lines = [f"kedro.node.duration,project={long},pipeline={long},node={v}:5|ms" for v in values]
     lines += [f"kedro.dataset.size,project={long},dataset={v}:{i}|g" for i, v in enumerate(values)]
     with StandIn(MAPPING) as standin:
-        if transport == "feed":
-            for line in lines:
-                standin.feed(line)
-            text = standin.render()
-        else:
-            standin.start()
-            send_udp(standin, lines)
-            assert standin.wait_for_lines(len(lines), timeout=10)
-            text = scrape(standin)
+        text = exposition_after(standin, lines, transport)
     _, _, samples = parse_exposition(text)
     assert unmapped(samples) == 0
     assert samples[("statsd_exporter_tag_errors_total", frozenset())] == 0

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from statsd.client.udp import Pipeline
 
 from kedro_observability.emitter import StatsdEmitter, emitter_for
 from kedro_observability.runtime import RunInfo, RunScope
@@ -56,6 +57,11 @@ class ObservingHook:
     def _emitter(self) -> StatsdEmitter | None:
         statsd = self._scope.settings.statsd
         return emitter_for(statsd.host, statsd.port) if statsd.enabled else None
+
+    def _statsd_pipeline(self) -> Pipeline | None:
+        """A statsd pipeline for one event (one packet), or None when statsd is off."""
+        emitter = self._emitter()
+        return emitter.pipeline() if emitter is not None else None
 
     def _timers(self) -> dict[str, Any]:
         timers = getattr(self._local, "timers", None)

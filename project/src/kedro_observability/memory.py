@@ -19,7 +19,6 @@ import itertools
 import logging
 import os
 import threading
-from typing import Any
 
 import psutil
 from kedro.framework.hooks import hook_impl
@@ -136,8 +135,7 @@ class MemoryHook(ObservingHook):
         growth = max(0, resident_bytes() - before)
         if self._scope.settings.memory.log_loads:
             logger.info("Loading %s consumed %.1f MiB", dataset_name, growth / _MIB)
-        emitter = self._emitter()
-        pipe = emitter.pipeline() if emitter is not None else None
+        pipe = self._statsd_pipeline()
         if pipe is not None:
             pipe.gauge(f"kedro.dataset.load_memory{dataset_tags(self._scope.run.project, dataset_name)}", growth)
             pipe.send()
@@ -159,7 +157,6 @@ class MemoryHook(ObservingHook):
     def on_node_error(self, node: Node) -> None:
         self._finish(node)
 
-
     @hook_impl
     def after_pipeline_run(self) -> None:
         _sampler.shutdown()
@@ -176,8 +173,7 @@ class MemoryHook(ObservingHook):
             return
         peak = _sampler.close(token)
         record_metric(f"memory_peak_bytes.{sanitize_name(node.name)}", peak)
-        emitter = self._emitter()
-        pipe = emitter.pipeline() if emitter is not None else None
+        pipe = self._statsd_pipeline()
         if pipe is not None:
             run = self._scope.run
             pipe.gauge(f"kedro.node.memory_peak{node_tags(run.project, run.pipeline, node.name)}", peak)

@@ -56,8 +56,7 @@ class PipelineMetricsHook(ObservingHook):
         run = self._scope.run
         started = self._timers().pop(run.run_id, None)
         self._scope.end()
-        emitter = self._emitter()
-        pipe = emitter.pipeline() if emitter is not None else None
+        pipe = self._statsd_pipeline()
         if pipe is None:
             return
         tags = f",project={run.project},pipeline={run.pipeline}"
@@ -95,12 +94,10 @@ class NodeMetricsHook(ObservingHook):
     def on_node_error(self, node: Node) -> None:
         self._finish(node, "failure")
 
-
     def _finish(self, node: Node, status: str) -> None:
         # Pop first: whatever happens next, a finished node leaves no timer behind.
         started = self._timers().pop(node.name, None)
-        emitter = self._emitter()
-        pipe = emitter.pipeline() if emitter is not None else None
+        pipe = self._statsd_pipeline()
         if pipe is None:
             return
         run: RunInfo = self._scope.run
@@ -136,14 +133,12 @@ class DatasetMetricsHook(ObservingHook):
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
         self._finish("save", dataset_name, data)
 
-
     def _finish(self, operation: str, dataset_name: str, data: Any) -> None:
         if is_parameter(dataset_name):
             return
         started = self._timers().pop(f"{operation}:{dataset_name}", None)
         elapsed_ms = (time.perf_counter() - started) * 1000.0 if started is not None else None
-        emitter = self._emitter()
-        pipe = emitter.pipeline() if emitter is not None else None
+        pipe = self._statsd_pipeline()
         if pipe is None:
             return
         tags = dataset_tags(self._scope.run.project, dataset_name)

@@ -286,8 +286,7 @@ class DataValidationHook(ObservingHook):
             )
 
     def _send(self, outcome: ValidationOutcome) -> None:
-        emitter = self._emitter()
-        pipe = emitter.pipeline() if emitter is not None else None
+        pipe = self._statsd_pipeline()
         if pipe is None:
             return
         tags = dataset_tags(self._scope.run.project, outcome.dataset)
