@@ -32,7 +32,7 @@ $(BIN)/python:
 
 venv: $(BIN)/python
 	$(BIN)/pip install --quiet -r project/requirements.txt -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e project
+	$(BIN)/pip install --quiet --no-deps -e project/kedro-observability -e project
 
 test: setup
 	$(BIN)/python -m pytest

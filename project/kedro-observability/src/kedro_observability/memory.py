@@ -1,4 +1,4 @@
-"""Memory hooks: resident memory grown by each dataset load, and each node's peak.
+"""Memory: resident memory grown by each dataset load, and each node's peak.
 
 The usual recipe calls memory_profiler's ``memory_usage(-1, interval=0.1)`` around every load,
 which samples once and then *sleeps* for the interval: about 0.1 s added to each load, and
@@ -21,19 +21,11 @@ import os
 import threading
 
 import psutil
-from kedro.framework.hooks import hook_impl
-from kedro.pipeline.node import Node
-
-from kedro_observability.base import ObservingHook, is_parameter
-from kedro_observability.emitter import dataset_tags, node_tags
-from kedro_observability.guard import never_raise
-from kedro_observability.names import sanitize_name
-from kedro_observability.run_record import record_metric
 
 logger = logging.getLogger(__name__)
 
 SAMPLER_THREAD_PREFIX = "kedro-observability-memory"
-_MIB = 1024 * 1024
+MIB = 1024 * 1024
 
 _process: psutil.Process | None = None
 _process_pid = 0
@@ -90,12 +82,15 @@ class PeakSampler:
         with self._lock:
             return max(self._windows.pop(token, reading), reading)
 
-    def shutdown(self) -> None:
-        """Stop the thread now if no window is open (end of a run)."""
+    def shutdown(self, *, discard_windows: bool = False) -> None:
+        """Stop the thread now if no window is open (end of a run); ``discard_windows`` closes
+        the windows of nodes that will never finish (a run stopped by a signal)."""
         with self._lock:
+            if discard_windows:
+                self._windows.clear()
             thread = self._thread if not self._windows else None
             self._wake.set()
-        if thread is not None:
+        if thread is not None and thread is not threading.current_thread():
             thread.join()
 
     def _sample(self, wake: threading.Event) -> None:
@@ -113,68 +108,5 @@ class PeakSampler:
                         self._windows[token] = reading
 
 
-_sampler = PeakSampler()
-
-
-class MemoryHook(ObservingHook):
-    """Per dataset load: memory growth. Per node: peak resident memory while it ran."""
-
-    @hook_impl
-    @never_raise
-    def before_dataset_loaded(self, dataset_name: str) -> None:
-        if self._scope.settings.memory.enabled and not is_parameter(dataset_name):
-            self._timers()["load:" + dataset_name] = resident_bytes()
-
-    @hook_impl
-    @never_raise
-    def after_dataset_loaded(self, dataset_name: str) -> None:
-        before = self._timers().pop("load:" + dataset_name, None)
-        if before is None:
-            return
-        # Memory freed while loading is not "consumed": report growth only.
-        growth = max(0, resident_bytes() - before)
-        if self._scope.settings.memory.log_loads:
-            logger.info("Loading %s consumed %.1f MiB", dataset_name, growth / _MIB)
-        pipe = self._statsd_pipeline()
-        if pipe is not None:
-            pipe.gauge(f"kedro.dataset.load_memory{dataset_tags(self._scope.run.project, dataset_name)}", growth)
-            pipe.send()
-
-    @hook_impl
-    @never_raise
-    def before_node_run(self, node: Node) -> None:
-        memory = self._scope.settings.memory
-        if memory.enabled:
-            self._timers()["node:" + node.name] = _sampler.open(memory.interval_seconds)
-
-    @hook_impl
-    @never_raise
-    def after_node_run(self, node: Node) -> None:
-        self._finish(node)
-
-    @hook_impl
-    @never_raise
-    def on_node_error(self, node: Node) -> None:
-        self._finish(node)
-
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        _sampler.shutdown()
-        self._scope.end()
-
-    @hook_impl
-    def on_pipeline_error(self) -> None:
-        _sampler.shutdown()
-        self._scope.end()
-
-    def _finish(self, node: Node) -> None:
-        token = self._timers().pop("node:" + node.name, None)
-        if token is None:
-            return
-        peak = _sampler.close(token)
-        record_metric(f"memory_peak_bytes.{sanitize_name(node.name)}", peak)
-        pipe = self._statsd_pipeline()
-        if pipe is not None:
-            run = self._scope.run
-            pipe.gauge(f"kedro.node.memory_peak{node_tags(run.project, run.pipeline, node.name)}", peak)
-            pipe.send()
+SAMPLER = PeakSampler()
+"""The process's sampler: one thread for every node running in this process."""

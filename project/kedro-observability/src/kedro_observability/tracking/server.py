@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kedro_observability.names import sanitize_name
-from kedro_observability.runtime import RunInfo
+from kedro_observability.identity import RunInfo
 from kedro_observability.settings import MlflowSettings
-from kedro_observability.tracking_params import (
+from kedro_observability.tracking.params import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_AND_TAGS_PER_BATCH,
     MAX_TAG_VALUE_LENGTH,
@@ -58,10 +58,9 @@ def open_run(
     uri: str,
     settings: MlflowSettings,
     run: RunInfo,
-    run_params: dict[str, Any],
+    kedro_version: str,
     project_path: Path,
     params: LoggableParams,
-    default_env: str,
 ) -> tuple[Any, str, str]:
     """Create the run with its tags and parameters; return the client, experiment id and run id."""
     check_reachable(uri, settings.request_timeout_seconds)
@@ -74,9 +73,9 @@ def open_run(
         tags = {
             "kedro.run_id": run.run_id,
             "kedro.pipeline": run.pipeline,
-            "kedro.env": str(run_params.get("env") or default_env),
-            "kedro.version": str(run_params.get("kedro_version") or _kedro_version()),
-            "kedro.runner": _runner_name(run_params.get("runner")),
+            "kedro.env": run.env,
+            "kedro.version": kedro_version,
+            "kedro.runner": run.runner,
         }
         commit = git_commit(project_path)
         if commit:
@@ -132,9 +131,9 @@ def unavailable_message(uri: str, reason: str) -> str:
     """What went wrong with the tracking URI, and the three ways out."""
     if urlsplit(uri).scheme in {"http", "https"}:
         remedy = (
-            "Start the stack's MLflow server (`docker compose up -d mlflow`), or track to a local "
-            "SQLite file inside the project instead: unset MLFLOW_TRACKING_URI (and "
-            "mlflow.tracking_uri in observability.yml)."
+            "Start that server (with kedro-observability-stack: `docker compose up -d mlflow`), "
+            "point MLFLOW_TRACKING_URI (or mlflow.tracking_uri in observability.yml) at one that "
+            "runs, or unset both to track to a local SQLite file inside the project."
         )
     else:
         remedy = "Check that its folder exists and is writable, or set MLFLOW_TRACKING_URI to a running MLflow server."
@@ -176,24 +175,11 @@ def git_commit(folder: Path) -> str | None:
     return commit if result.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
 
 
-def _runner_name(runner: Any) -> str:
-    # Kedro records a runner class by name but a runner instance by its repr, and None
-    # when it defaults to SequentialRunner.
-    match = re.search(r"\w*Runner\b", str(runner or ""))
-    return match.group(0) if match else "SequentialRunner"
-
-
 def _user() -> str | None:
     try:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no login name in some containers
         return None
-
-
-def _kedro_version() -> str:
-    from kedro import __version__
-
-    return __version__
 
 
 def log_entities(client: Any, run_id: str, metrics: list[Any] | None = None, params: Mapping[str, str] | None = None, tags: Mapping[str, str] | None = None) -> None:

@@ -26,7 +26,7 @@ CONFIG_KEY = "observability"
 """The key under which the project's config loader serves this file."""
 
 CONFIG_PATTERNS = ["observability*", "observability*/**"]
-"""What to add to ``CONFIG_LOADER_ARGS["config_patterns"]`` in a project's settings.py."""
+"""The files the plugin adds to the project's config loader (:mod:`.config`)."""
 
 
 class SettingsError(ValueError):
@@ -40,6 +40,13 @@ class StatsdSettings:
     enabled: bool = True
     host: str = "localhost"
     port: int = 9125
+
+    def problems(self) -> dict[str, str]:
+        if not 1 <= self.port <= 65535:
+            return {"port": f"must be a UDP port between 1 and 65535, got {self.port}"}
+        if not self.host.strip():
+            return {"host": "must name a host, got an empty string"}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,15 @@ class MlflowSettings:
     log_input_datasets: bool = True
     """Log the pipeline's input tables as MLflow dataset inputs, with their digests."""
 
+    def problems(self) -> dict[str, str]:
+        if self.request_timeout_seconds <= 0:
+            return {"request_timeout_seconds": f"must be more than 0 seconds, got {self.request_timeout_seconds}"}
+        if self.request_max_retries < 0:
+            return {"request_max_retries": f"must be 0 or more, got {self.request_max_retries}"}
+        if self.input_example_rows < 1:
+            return {"input_example_rows": f"must be 1 or more, got {self.input_example_rows}"}
+        return {}
+
 
 @dataclass(frozen=True)
 class ValidationSettings:
@@ -135,7 +151,7 @@ def load_settings(config_loader: Any) -> ObservabilitySettings:
     overridden = apply_environment(raw)
 
     def locate(key: str) -> str:
-        return _locate_key(config_loader, key)
+        return locate_key(config_loader, key)
 
     return parse_settings(overridden, source=locate)
 
@@ -175,15 +191,23 @@ def _read_config(config_loader: Any) -> Mapping[str, Any]:
         return config_loader[CONFIG_KEY] or {}
     except KeyError:
         logger.warning(
-            "kedro_observability: the project's config loader has no '%s' pattern, so "
-            "observability.yml is not read and the defaults apply. Add "
-            "CONFIG_LOADER_ARGS = {'config_patterns': {'%s': %s}} to settings.py.",
+            "kedro_observability: the project's config loader (%s) serves no '%s' files, so "
+            "observability.yml is not read and the defaults apply. Give it the config pattern "
+            "'%s': %s in settings.py (CONFIG_LOADER_ARGS['config_patterns']).",
+            type(config_loader).__name__,
             CONFIG_KEY,
             CONFIG_KEY,
             CONFIG_PATTERNS,
         )
     except MissingConfigException:
         logger.info("kedro_observability: no observability.yml found; using the defaults.")
+    except Exception as error:  # noqa: BLE001 - OmegaConf's errors name no file
+        files = ", ".join(str(path) for path, _ in config_documents(config_loader, CONFIG_KEY)) or "observability.yml"
+        raise SettingsError(
+            f"{files} could not be read as the plugin's settings ({type(error).__name__}: {error}). "
+            "Its top level must be a mapping of sections (statsd, memory, validation, mlflow, "
+            "input_paths) to their keys; `kedro observability init --force` writes a valid file."
+        ) from None
     return {}
 
 
@@ -297,7 +321,7 @@ def _describe(value: Any) -> str:
     return f"{text} ({type(value).__name__})"
 
 
-def _locate_key(config_loader: Any, dotted_key: str) -> str:
+def locate_key(config_loader: Any, dotted_key: str) -> str:
     """Name the file a setting came from, so that the user knows what to edit."""
     for variable, path in ENVIRONMENT_OVERRIDES.items():
         if dotted_key == ".".join(path) and os.environ.get(variable):

@@ -17,10 +17,10 @@ from typing import Any
 
 from kedro.pipeline import Pipeline
 
-from kedro_observability.base import is_parameter
-from kedro_observability.inputs import dataset_file_path
+from kedro_observability.names import is_parameter
+from kedro_observability.compat import dataset_load_path
 from kedro_observability.settings import MlflowSettings
-from kedro_observability.tracking_params import flatten, mlflow_key
+from kedro_observability.tracking.params import flatten, mlflow_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def input_sources(pipeline: Pipeline, catalog: Any, project_path: Path) -> dict[
     for name in sorted(pipeline.inputs()):
         if is_parameter(name):
             continue
-        path = dataset_file_path(catalog.get(name))
+        path = dataset_load_path(catalog.get(name))
         if path is None:
             continue
         if "://" not in path:

@@ -8,7 +8,11 @@ million rows, so their size is estimated from an evenly spaced sample of
 lists, tuples and dicts add up their items (at most :data:`CONTAINER_ITEMS` of them). Any
 other object (a fitted model, say) is measured by its pickled size, streamed into a byte
 counter so that no copy is made; objects that cannot be pickled fall back to
-``sys.getsizeof``, which counts the object itself but not what it refers to.
+no size at all: a number that counts the object but not what it refers to would be wrong.
+
+Lazy frames (Spark and Dask DataFrames, polars LazyFrames, Ibis tables) hold a query plan,
+not data: sizing them would run the query again, so they get no size and no rows. A polars
+DataFrame reports ``estimated_size()`` and its height.
 
 Rows are reported for tabular data only (DataFrames, Series, arrays, Arrow tables).
 """
@@ -19,7 +23,7 @@ import pickle
 import sys
 from typing import Any, NamedTuple
 
-import numpy as np
+from kedro_observability.compat import frame_block_arrays
 
 OBJECT_SAMPLE = 1000
 CONTAINER_ITEMS = 10_000
@@ -30,27 +34,52 @@ class DataSize(NamedTuple):
     rows: int | None
 
 
+NO_SIZE = DataSize(None, None)
+
+# Libraries whose frames are query plans: their size is unknown until the query runs.
+_LAZY_LIBRARIES = frozenset({"pyspark", "dask", "ibis", "daft"})
+
+
 def measure(data: Any) -> DataSize:
-    """Size in bytes and rows of ``data``; either may be None when it does not apply."""
-    if data is None:
-        return DataSize(None, None)
+    """Size in bytes and rows of ``data``; either is None when it does not apply or is unknown."""
+    if data is None or is_lazy(data):
+        return NO_SIZE
+    if _is_instance(data, "polars", "DataFrame"):
+        return DataSize(int(data.estimated_size()), int(data.height))
     return DataSize(_bytes_of(data, depth=0), _rows_of(data))
+
+
+def is_lazy(data: Any) -> bool:
+    """True for a frame that holds a query plan rather than data (Spark, Dask, polars LazyFrame)."""
+    return type(data).__module__.partition(".")[0] in _LAZY_LIBRARIES or _is_instance(data, "polars", "LazyFrame")
+
+
+def is_opaque(data: Any) -> bool:
+    """True when ``data`` would be sized by pickling it (a model, say): worth doing once per run."""
+    if data is None or is_lazy(data) or isinstance(data, (bytes, bytearray, memoryview, str, list, tuple, dict)):
+        return False
+    return not (
+        _is_instance(data, "pandas", "DataFrame", "Series")
+        or _is_instance(data, "numpy", "ndarray")
+        or _is_instance(data, "pyarrow", "Table", "RecordBatch")
+        or _is_instance(data, "polars", "DataFrame")
+    )
 
 
 def _rows_of(data: Any) -> int | None:
     if _is_instance(data, "pandas", "DataFrame", "Series") or _is_instance(data, "pyarrow", "Table", "RecordBatch"):
         return len(data)
-    if isinstance(data, np.ndarray) and data.ndim:
+    if _is_instance(data, "numpy", "ndarray") and data.ndim:
         return int(data.shape[0])
     return None
 
 
-def _bytes_of(data: Any, depth: int) -> int:
+def _bytes_of(data: Any, depth: int) -> int | None:
     if _is_instance(data, "pandas", "DataFrame"):
         return _frame_bytes(data)
     if _is_instance(data, "pandas", "Series"):
         return _array_payload(data) + _array_payload(data.index)
-    if isinstance(data, np.ndarray):
+    if _is_instance(data, "numpy", "ndarray"):
         return _array_payload(data)
     if _is_instance(data, "pyarrow", "Table", "RecordBatch"):
         return int(data.nbytes)
@@ -61,7 +90,10 @@ def _bytes_of(data: Any, depth: int) -> int:
     if depth < 3 and isinstance(data, (list, tuple, dict)):
         items = list(data.values()) if isinstance(data, dict) else data
         counted = items[:CONTAINER_ITEMS]
-        payload = sum(_bytes_of(item, depth + 1) for item in counted)
+        sizes = [_bytes_of(item, depth + 1) for item in counted]
+        if any(size is None for size in sizes):
+            return None  # one item of unknown size makes the whole unknown, not smaller
+        payload = sum(sizes)  # type: ignore[arg-type]
         if len(items) > len(counted):
             payload = int(payload * len(items) / len(counted))
         return sys.getsizeof(data) + payload
@@ -77,12 +109,12 @@ class _ByteCounter:
         return len(chunk)
 
 
-def _pickled_bytes(data: Any) -> int:
+def _pickled_bytes(data: Any) -> int | None:
     counter = _ByteCounter()
     try:
         pickle.dump(data, counter, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - any object may refuse pickling in its own way
-        return sys.getsizeof(data)
+        return None
     return counter.count
 
 
@@ -93,23 +125,10 @@ def _is_instance(data: Any, module: str, *names: str) -> bool:
 
 
 def _frame_bytes(frame: Any) -> int:
-    arrays = _block_arrays(frame)
+    arrays = frame_block_arrays(frame)
     if arrays is None:
         arrays = [frame.iloc[:, position].array for position in range(frame.shape[1])]
     return _array_payload(frame.index) + sum(_array_payload(array) for array in arrays)
-
-
-def _block_arrays(frame: Any) -> list[Any] | None:
-    """The arrays that hold a DataFrame's data (2-D numpy blocks, 1-D extension arrays).
-
-    pandas has no public accessor for them but building one Series per column, which costs
-    10-20 µs a column and, measured in a running pipeline, tripled this hook's cost per load
-    and save (its budget is 0.1 ms). The block manager's ``arrays`` hold the same bytes and
-    take about a microsecond. This is the one place that reaches into pandas; if a release
-    moves it, the public path (a Series per column) takes over.
-    """
-    arrays = getattr(getattr(frame, "_mgr", None), "arrays", None)
-    return list(arrays) if isinstance(arrays, (list, tuple)) else None
 
 
 def _array_payload(array: Any) -> int:
@@ -117,12 +136,12 @@ def _array_payload(array: Any) -> int:
     dtype = getattr(array, "dtype", None)
     # A Series' .array wraps numpy object arrays in an extension type: look through it.
     if dtype == object or getattr(dtype, "numpy_dtype", None) == object:
-        values = np.asarray(array)
+        values = sys.modules["numpy"].asarray(array)
         return int(values.nbytes) + _sampled_payload(values.ravel())
     return int(array.nbytes)
 
 
-def _sampled_payload(values: np.ndarray) -> int:
+def _sampled_payload(values: Any) -> int:
     """Estimated bytes of the Python objects an object array points to (beyond its pointers)."""
     count = len(values)
     if count == 0:

@@ -28,14 +28,17 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
-
+from typing import TYPE_CHECKING, Any, Literal
 
 from kedro_observability.conf_files import config_documents
+
+if TYPE_CHECKING:
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ EXPECTATIONS_KEY = "expectations"
 """The key under which the project's config loader serves the suites."""
 
 EXPECTATIONS_CONFIG_PATTERNS = ["expectations*", "expectations*/**"]
-"""What to add to ``CONFIG_LOADER_ARGS["config_patterns"]`` in a project's settings.py."""
+"""The files the plugin adds to the project's config loader for the suites."""
 
 Policy = Literal["fail", "warn"]
 POLICIES: tuple[str, ...] = ("fail", "warn")
@@ -101,8 +104,8 @@ def read_suites(config_loader: Any) -> SuiteConfig:
         raw = config_loader[EXPECTATIONS_KEY] or {}
     except KeyError:
         logger.warning(
-            "kedro_observability: the project's config loader has no '%s' pattern, so no data "
-            "is validated. Add '%s': %s to CONFIG_LOADER_ARGS['config_patterns'] in settings.py.",
+            "kedro_observability: the project's config loader serves no '%s' files, so no data "
+            "is validated. Give it the config pattern '%s': %s in settings.py.",
             EXPECTATIONS_KEY,
             EXPECTATIONS_KEY,
             EXPECTATIONS_CONFIG_PATTERNS,
@@ -122,21 +125,57 @@ def parse_suites(config: SuiteConfig, policy_override: Policy | None = None) -> 
     }
 
 
-def check_datasets(suites: Mapping[str, SuiteSpec], pipelines: list[Any], catalog: Any) -> None:
-    """Refuse a suite whose name is no dataset: it would never run, silently."""
-    known: set[str] = set()
-    for pipeline in pipelines:
-        known.update(pipeline.datasets())
+def check_datasets(
+    suites: Mapping[str, SuiteSpec],
+    pipeline: Pipeline,
+    every_pipeline: Callable[[], list[Pipeline]],
+    catalog: CatalogProtocol,
+) -> None:
+    """Refuse a suite that would never run or could never pass, before the first node.
+
+    A suite must name a dataset of the catalog or of a pipeline of the project (all of them
+    are read, ``every_pipeline``, only when the running one does not have it: a run of one
+    pipeline is not failed by a suite for another), and that dataset must be able to hold a
+    pandas DataFrame.
+    """
+    running = set(pipeline.datasets())
+    known: set[str] | None = None
     for dataset, suite in suites.items():
-        if dataset in known or _in_catalog(catalog, dataset):
-            continue
-        close = difflib.get_close_matches(dataset, sorted(known), n=3)
-        hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
-        raise ExpectationSuiteError(
-            f"The suite '{dataset}' in {suite.source} is for no dataset of the catalog or of a "
-            f"registered pipeline.{hint} Its key must be the dataset's catalog name, namespace "
-            "included."
-        )
+        if dataset not in running and not _in_catalog(catalog, dataset):
+            if known is None:
+                known = {name for each in every_pipeline() for name in each.datasets()}
+            if dataset not in known:
+                close = difflib.get_close_matches(dataset, sorted(known), n=3)
+                hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+                raise ExpectationSuiteError(
+                    f"The suite '{dataset}' in {suite.source} is for no dataset of the catalog or of "
+                    f"any pipeline of the project.{hint} Its key must be the dataset's catalog name, "
+                    "namespace included."
+                )
+        kind = _non_pandas_kind(catalog, dataset)
+        if kind is not None:
+            raise ExpectationSuiteError(
+                f"The suite '{dataset}' in {suite.source} validates pandas DataFrames, but the catalog "
+                f"declares '{dataset}' as {kind}, which loads and saves another kind of frame. "
+                "Remove the suite, or validate a pandas dataset (for example the output of a node "
+                "that converts it with toPandas())."
+            )
+
+
+# Dataset types whose data is a frame of another library: their module path names it.
+_OTHER_FRAME_LIBRARIES = ("spark", "polars", "dask", "ibis", "snowpark", "daft")
+
+
+def _non_pandas_kind(catalog: CatalogProtocol, dataset: str) -> str | None:
+    """The dataset's type name when it holds Spark, polars, Dask or Ibis data; else None."""
+    try:
+        entry = catalog.get(dataset) if _in_catalog(catalog, dataset) else None
+    except Exception:  # noqa: BLE001 - a catalog that cannot build the entry reports it itself
+        return None
+    if entry is None:
+        return None
+    path = f"{type(entry).__module__}.{type(entry).__name__}".lower()
+    return type(entry).__name__ if any(library in path for library in _OTHER_FRAME_LIBRARIES) else None
 
 
 def gx_modules() -> tuple[Any, Any]:

@@ -100,8 +100,10 @@ class StatsdEmitter:
             problem = f"sending to {self.host}:{self.port}/udp failed ({error})"
         logger.warning(
             "kedro_observability: statsd metrics are being dropped: %s. The run goes on. "
-            "Start the stack (docker compose up -d statsd-exporter), point STATSD_HOST and "
-            "STATSD_PORT at your exporter, or set statsd.enabled: false in observability.yml.",
+            "Point STATSD_HOST and STATSD_PORT (or statsd.host and statsd.port in "
+            "observability.yml) at a running statsd_exporter, start one (the "
+            "kedro-observability-stack's `docker compose up -d statsd-exporter` is one way), "
+            "or set statsd.enabled: false.",
             problem,
         )
 
@@ -111,7 +113,7 @@ _emitters_lock = threading.Lock()
 
 
 def emitter_for(host: str, port: int) -> StatsdEmitter:
-    """The shared emitter of a destination, so that all hooks use one socket."""
+    """The shared emitter of a destination: one socket per destination and process."""
     with _emitters_lock:
         emitter = _emitters.get((host, port))
         if emitter is None:

@@ -20,3 +20,8 @@ def sanitize_name(name: str) -> str:
     dataset names repeat on every run.
     """
     return _OUTSIDE_LABEL_ALPHABET.sub("_", name) or "_"
+
+
+def is_parameter(dataset_name: str) -> bool:
+    """Parameters are not datasets: no dataset metrics for them."""
+    return dataset_name == "parameters" or dataset_name.startswith("params:")

@@ -1,11 +1,11 @@
 """Data validation with Great Expectations 1.x, in memory, while the pipeline runs.
 
-:class:`DataValidationHook` validates the data Kedro already holds: a dataset with a suite
-(see :mod:`.suites`) is validated after it is loaded and before it is saved, so nothing is
-read twice, and under the ``fail`` policy bad data is never written: the error is raised
-from ``before_dataset_saved``, before the dataset's ``save``. Under ``warn`` the failure is
-logged and counted and the run goes on. Each validation sends the statsd lines of the
-stack's contract and records the full GX result as a JSON artifact of the tracking run.
+The data Kedro already holds is validated: a dataset with a suite (see :mod:`.suites`) is
+validated after it is loaded and before it is saved, so nothing is read twice, and under the
+``fail`` policy bad data is never written: the error is raised from ``before_dataset_saved``,
+before the dataset's ``save``. Under ``warn`` the failure is logged and counted and the run
+goes on. Each validation is counted in statsd and its full GX result is kept as a JSON
+artifact of the MLflow run.
 
 Outputs of the run are validated before each save and not again when a later node loads
 them. Inputs of the run are validated on their first load in each process (ParallelRunner's
@@ -22,28 +22,15 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kedro.framework.hooks import hook_impl
-from kedro.pipeline import Pipeline
-from kedro.pipeline.node import Node
+from kedro_observability.validation.suites import ExpectationSuiteError, SuiteSpec, gx_modules
 
-from kedro_observability.base import ObservingHook
-from kedro_observability.emitter import dataset_tags
-from kedro_observability.run_record import is_recording, record_artifact
-from kedro_observability.runtime import registered_pipelines
-from kedro_observability.settings import ValidationSettings
-from kedro_observability.suites import (
-    ExpectationSuiteError,
-    SuiteConfig,
-    SuiteSpec,
-    check_datasets,
-    gx_modules,
-    parse_suites,
-    read_suites,
-)
+if TYPE_CHECKING:
+    from kedro_observability.settings import ValidationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -172,103 +159,67 @@ class SuiteValidator:
         return outcome, result
 
 
-class _RunState:
-    """The validator of a run in one process, and which datasets it has validated."""
+class ValidationRun:
+    """Validation during one run in one process: the validator, and which datasets it has
+    validated (inputs are validated on their first load, outputs before each save).
 
-    def __init__(self, suites: dict[str, SuiteSpec], settings: ValidationSettings, produced: frozenset[str]) -> None:
+    Each outcome is handed to ``report`` (statsd, the run record) before a failure under the
+    fail policy is raised, so that a failed validation is counted and kept in any case.
+    """
+
+    def __init__(
+        self,
+        suites: dict[str, SuiteSpec],
+        settings: ValidationSettings,
+        produced: frozenset[str],
+        report: Callable[[ValidationOutcome, Any], None],
+    ) -> None:
         self.settings = settings
         self.produced = produced
+        self.report = report
         self.validator = SuiteValidator(suites, settings.sample_values)
         self.lock = threading.Lock()
         self.claims: dict[str, Future] = {}
 
+    def for_this_process(self) -> ValidationRun:
+        """This run's validation, rebuilt in a forked ParallelRunner worker: a copied lock may
+        be held by a thread that does not exist there. Costs milliseconds; GX is imported."""
+        if self.validator.pid == os.getpid():
+            return self
+        return ValidationRun(self.validator.suites, self.settings, self.produced, self.report)
 
-class DataValidationHook(ObservingHook):
-    """Validate datasets that have a suite: inputs after load, outputs before save."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._config = SuiteConfig({}, {})
-        self._state: _RunState | None = None
-
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
-        settings = self._scope.configure(context)
-        self._config = read_suites(context.config_loader) if settings.validation.enabled else SuiteConfig({}, {})
-
-    # First: a suite that cannot run stops the run before any other hook has started anything.
-    @hook_impl(tryfirst=True)
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Pipeline, catalog: Any) -> None:
-        run = self._start_run(run_params)
-        self._state = None
-        settings = run.settings.validation
-        if not settings.enabled or not self._config.raw:
+    def check(self, dataset: str, data: Any, operation: str, node: str) -> None:
+        """Validate ``data`` if ``dataset`` has a suite; raise :class:`DataValidationError` under fail."""
+        if dataset not in self.validator.suites:
             return
-        suites = parse_suites(self._config, settings.policy_override)
-        check_datasets(suites, [pipeline, *registered_pipelines()], catalog)
-        # Built here, in the main process, so that forked ParallelRunner workers inherit GX
-        # already imported (about 3 s each otherwise).
-        self._state = _RunState(suites, settings, frozenset(pipeline.all_outputs()))
-
-    # Last after a load, so that the other hooks have measured it by the time a failure stops
-    # the node; first before a save, so that none of them starts measuring a save that a
-    # failure cancels.
-    @hook_impl(trylast=True)
-    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Node) -> None:
-        self._check(dataset_name, data, "load", node.name)
-
-    @hook_impl(tryfirst=True)
-    def before_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
-        self._check(dataset_name, data, "save", node.name)
-
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._end()
-
-    @hook_impl
-    def on_pipeline_error(self) -> None:
-        self._end()
-
-    def _end(self) -> None:
-        self._state = None
-        self._scope.end()
-
-    def _current(self) -> _RunState | None:
-        state = self._state
-        if state is not None and state.validator.pid != os.getpid():
-            # A forked ParallelRunner worker: a copied lock may be held by a thread that does
-            # not exist here. A fresh validator costs milliseconds; GX is already imported.
-            state = self._state = _RunState(state.validator.suites, state.settings, state.produced)
-        return state
-
-    def _check(self, dataset: str, data: Any, operation: str, node: str) -> None:
-        state = self._current()
-        if state is None or dataset not in state.validator.suites:
-            return
-        if operation == "load" and dataset in state.produced:
+        if operation == "load" and dataset in self.produced:
             return  # validated before it was saved
-        with state.lock:
-            claim = state.claims.get(dataset)
+        with self.lock:
+            claim = self.claims.get(dataset)
             if operation == "load" and claim is not None:
                 mine = False
             else:
-                claim = state.claims[dataset] = Future()
+                claim = self.claims[dataset] = Future()
                 mine = True
         if not mine:
             claim.result()  # raises the first validation's error, if it failed under fail
             return
         try:
-            self._validate(state, dataset, data, operation, node)
+            self._validate(dataset, data, operation, node)
         except BaseException as error:
             claim.set_exception(error)
             raise
         claim.set_result(None)
 
-    def _validate(self, state: _RunState, dataset: str, data: Any, operation: str, node: str) -> None:
-        outcome, result = state.validator.validate(dataset, data, operation, node)
-        self._send(outcome)
-        if is_recording():
-            record_artifact(f"validation-{dataset}.json", _report(outcome, result))
+    def _validate(self, dataset: str, data: Any, operation: str, node: str) -> None:
+        try:
+            outcome, result = self.validator.validate(dataset, data, operation, node)
+        except ExpectationSuiteError as error:
+            if self.validator.suites[dataset].policy != "warn":
+                raise
+            logger.warning("%s The suite's policy is warn: the run goes on, '%s' unvalidated.", error, dataset)
+            return
+        self.report(outcome, result)
         if outcome.success:
             logger.info(
                 "Data validation of '%s' passed: %d expectations in %.0f ms.",
@@ -284,16 +235,6 @@ class DataValidationHook(ObservingHook):
                 f"{outcome.summary()}\nThe suite's policy is fail: '{dataset}' {consequence}. Fix the "
                 f"data upstream, or set 'policy: warn' in {outcome.source} to let runs go on."
             )
-
-    def _send(self, outcome: ValidationOutcome) -> None:
-        pipe = self._statsd_pipeline()
-        if pipe is None:
-            return
-        tags = dataset_tags(self._scope.run.project, outcome.dataset)
-        status = "passed" if outcome.success else "failed"
-        pipe.incr(f"kedro.validation.runs{tags},status={status}")
-        pipe.gauge(f"kedro.validation.failed_expectations{tags}", len(outcome.failures))
-        pipe.send()
 
 
 def _failure(item: Any) -> FailedExpectation:
@@ -326,7 +267,8 @@ def _exception_message(info: Any) -> str | None:
     return "; ".join(dict.fromkeys(messages)) or None
 
 
-def _report(outcome: ValidationOutcome, result: Any) -> str:
+def report_json(outcome: ValidationOutcome, result: Any) -> str:
+    """GX's full result with what Kedro knows of the validation, as a JSON artifact."""
     report = result.to_json_dict()
     report.setdefault("meta", {})["kedro"] = {
         "dataset": outcome.dataset,
