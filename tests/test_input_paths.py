@@ -1,4 +1,4 @@
-"""The input-path hook: nodes receive the path actually loaded, under every runner."""
+"""Input paths (input_paths in observability.yml): nodes receive the path actually loaded, under every runner."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from kedro.io.core import Version
 from kedro_datasets.pandas import CSVDataset
 
@@ -64,7 +65,7 @@ def test_pinned_load_version_gives_the_path_of_that_version(demo_project: Path) 
 @pytest.mark.parametrize(
     ("input_paths", "expected"),
     [
-        ({"ns.fingerprnt": ["ns.raw_table"]}, ["'ns.fingerprnt'", "no registered pipeline", "ns.fingerprint"]),
+        ({"ns.fingerprnt": ["ns.raw_table"]}, ["'ns.fingerprnt'", "no pipeline of the project", "ns.fingerprint"]),
         ({"fingerprint": ["ns.raw_table"]}, ["'fingerprint'", "namespace included"]),
         ({"ns.fingerprint": ["raw_table"]}, ["'raw_table'", "not one of its inputs", "ns.raw_table"]),
         ({"ns.copy_count": ["ns.row_count_in_memory"]}, ["'ns.row_count_in_memory'", "'ns.copy_count'", "MemoryDataset", "no file path"]),
@@ -73,7 +74,8 @@ def test_pinned_load_version_gives_the_path_of_that_version(demo_project: Path) 
 )
 def test_misconfiguration_stops_the_run_before_any_node(demo_project: Path, input_paths: dict, expected: list[str]) -> None:
     write_versions(demo_project)
-    (demo_project / "conf" / "base" / "observability.yml").write_text(json.dumps({"input_paths": input_paths}))
+    settings_file = demo_project / "conf" / "base" / "observability.yml"
+    settings_file.write_text(json.dumps({**yaml.safe_load(settings_file.read_text()), "input_paths": input_paths}))
 
     with pytest.raises(InputPathError) as raised:
         run_project(demo_project)

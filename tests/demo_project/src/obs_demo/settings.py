@@ -1,12 +1,10 @@
-from omegaconf.resolvers import oc
+"""Kedro settings of the demo project.
 
-from kedro_observability import CONFIG_PATTERNS, InputPathHook
-
-HOOKS = (InputPathHook(),)
+The kedro-observability plugin registers itself through its entry point and adds its
+config patterns to the config loader: nothing of it appears here.
+"""
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    "config_patterns": {"observability": CONFIG_PATTERNS},
-    "custom_resolvers": {"oc.env": oc.env},
 }
