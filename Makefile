@@ -18,13 +18,13 @@ help:
 
 setup: system-deps venv
 
-# Prometheus and promtool from Debian (the tests run a real Prometheus), and Compose v2
-# to validate docker-compose.yml without a Docker engine.
+# Into .tools/, from Debian packages unpacked without installing them (tests/tools/):
+# Prometheus 3.x, promtool, Alertmanager and amtool from sid (the tests run the real servers,
+# on the major docker-compose.yml pins; Debian 12's Prometheus is 2.42), and Compose v2 from
+# trixie to validate docker-compose.yml without a Docker engine.
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
-		$(SUDO) apt-get update -qq && \
-		$(SUDO) apt-get install -y --no-install-recommends prometheus; }
-	@if [ -x tests/tools/install-compose.sh ]; then tests/tools/install-compose.sh; fi
+	@bash tests/tools/install-prometheus.sh
+	@bash tests/tools/install-compose.sh
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -1,9 +1,8 @@
-"""A real Prometheus (Debian's package) on 127.0.0.1, configured from the repo's prometheus/ folder."""
+"""A real Prometheus 3.x (Debian sid's package, in .tools/) on 127.0.0.1, configured from the repo's prometheus/ folder."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -15,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+import prometheus_binaries
 from local_servers import free_port, wait_until_answering
 
 REPO = Path(__file__).resolve().parent.parent
-INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus"
 
 
 def config_for_tests(statsd_exporter_address: str, own_address: str, interval: str = "1s") -> dict[str, Any]:
@@ -36,9 +35,7 @@ class PrometheusServer:
     """Start, query and stop one Prometheus process."""
 
     def __init__(self, workdir: Path, statsd_exporter_address: str) -> None:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail(f"The prometheus binary is missing: {INSTALL_HINT}", pytrace=False)
+        binary = prometheus_binaries.path("prometheus")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config_path = workdir / "prometheus.yml"
