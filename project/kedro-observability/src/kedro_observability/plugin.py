@@ -52,8 +52,11 @@ _hinted_off = False
 class ObservabilityHooks:
     """statsd metrics, memory, MLflow tracking, validation and input paths for Kedro runs."""
 
-    def __init__(self) -> None:
-        self._settings: ObservabilitySettings | None = None
+    def __init__(self, settings: ObservabilitySettings | None = None) -> None:
+        """``settings``: for runners driven without a KedroSession (no context to read
+        observability.yml from); given, they are used as they are and conf/ is not read."""
+        self._given = settings
+        self._settings: ObservabilitySettings | None = settings
         self._suites: SuiteConfig | None = None
         self._default_env = "local"
         self._lifecycle = RunLifecycle()
@@ -67,8 +70,11 @@ class ObservabilityHooks:
     def after_context_created(self, context: KedroContext) -> None:
         global _hinted_off
         loader = context.config_loader
-        self._settings = None
+        self._settings = self._given
         if not _claim(context, self):
+            self._settings = None
+            return
+        if self._given is not None:
             return
         register_config(loader)
         raise_logger_to_info()
