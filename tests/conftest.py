@@ -17,7 +17,20 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_PROJECT = REPO / "project"
 DEMO_PROJECT = Path(__file__).resolve().parent / "demo_project"
-SHARED = Path(os.environ.get("KOS_SHARED_DIR", REPO.parent / "shared"))
+CONTRACT = REPO / "CONTRACT.md"
+# Recordings of the real statsd_exporter, the stand-in's reference (see its README.md).
+EXPORTER_RECORDINGS = Path(__file__).resolve().parent / "fixtures" / "statsd-exporter"
+
+
+def declared_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """Prometheus name -> (type, label names), from the plugin's metric declarations.
+
+    The declarations are the one source of the metric names: the contract's table, the
+    README's and the exporter mapping are generated from them (test_metrics_contract.py).
+    """
+    from kedro_observability.metrics.declarations import METRICS
+
+    return {metric.prometheus_name: (metric.prometheus_type, frozenset(metric.labels)) for metric in METRICS}
 
 # The demo project is not installed: import it from its source folder. Spawned
 # ParallelRunner workers inherit sys.path from this process.

@@ -2,7 +2,7 @@
 
 It reads a statsd_exporter ``mapping.yml`` and implements just what this project's
 mappings use, checked against recordings of the real exporter (v0.27.2) in
-``shared/statsd-exporter-fixtures``: glob matches (``*`` is one dot-separated segment)
+``tests/fixtures/statsd-exporter``: glob matches (``*`` is one dot-separated segment)
 with ``$1``/``${1}`` captures, ``match_metric_type``, ``action: drop``, ``help``,
 ``labels``, ``observer_type`` and ``histogram_options.buckets`` (per mapping or in
 ``defaults``); InfluxDB, DogStatsD, Librato and SignalFX tags; counters with sample

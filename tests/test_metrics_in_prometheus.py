@@ -6,27 +6,17 @@ counts must equal the node and pipeline runs.
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
-from conftest import SAMPLE_SHUTTLES, SHARED
+from conftest import SAMPLE_SHUTTLES, declared_metrics
 
 DEFAULT_NODES = {"fingerprint_raw_data", "preprocess_companies", "preprocess_shuttles", "create_model_input_table", "split_data", "train_model", "evaluate_model"}
 PROMETHEUS_LABELS = {"job", "instance"}
 
 
-def contract_metrics() -> dict[str, tuple[str, set[str]]]:
-    """name -> (type, labels), read from the contract's Prometheus table."""
-    contract = SHARED / "CONTRACT.md"
-    assert contract.exists(), f"{contract} is missing: set KOS_SHARED_DIR to the folder holding CONTRACT.md"
-    rows = re.findall(r"^\| (kedro_[a-z_]+) \| (\w+) \| ([a-z, ]+) \|", contract.read_text(), flags=re.MULTILINE)
-    assert len(rows) >= 13
-    return {name: (kind, {label.strip() for label in labels.split(",")}) for name, kind, labels in rows}
-
-
-CONTRACT = contract_metrics()
+CONTRACT = declared_metrics()
 
 
 def values(result: list[dict]) -> dict[tuple, float]:

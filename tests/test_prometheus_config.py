@@ -8,20 +8,16 @@
 - `promtool test rules` on every prometheus/tests/*.yml;
 - every alert has a severity label and summary/description/runbook
   annotations, and is unit-tested firing and not firing;
-- every metric (and label) the rules use is in CONTRACT.md's metrics table.
+- every metric (and label) the rules use is a declared metric (kedro_observability.metrics.declarations).
 
-promtool is required: without it these tests FAIL (apt-get install -y
---no-install-recommends prometheus). CONTRACT.md is found in $KOS_SHARED_DIR,
-default <repo>/../shared.
-
-That apt package is too old on Debian 12 (2.42): promtool must be 3.x, the major
+promtool is required: without it these tests FAIL. Debian 12's apt package is
+too old (2.42): promtool must be 3.x, the major
 docker-compose.yml pins. tests/prometheus_binaries.py says where it is looked for
 (.tools/ first, where `make system-deps` puts Debian sid's) and refuses a 2.x.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import subprocess
@@ -31,6 +27,7 @@ import pytest
 import yaml
 
 import prometheus_binaries
+from conftest import declared_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 PROM_DIR = REPO / "prometheus"
@@ -149,39 +146,9 @@ def promql_label_names(expr: str) -> set[str]:
     return labels
 
 
-def contract_path() -> Path:
-    shared = Path(os.environ.get("KOS_SHARED_DIR") or (REPO.parent / "shared"))
-    return shared / "CONTRACT.md"
-
-
-@functools.lru_cache(maxsize=None)
-def _parse_contract(path: Path) -> dict[str, dict]:
-    text = path.read_text(encoding="utf-8")
-    section = re.search(r"^##\s+Prometheus metrics.*?$(.*?)(?=^##\s|\Z)", text, re.M | re.S)
-    assert section, f"no '## Prometheus metrics' section in {path}"
-    metrics = {}
-    for line in section.group(1).splitlines():
-        cells = [c.strip().strip("`").strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 3 or not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", cells[0]):
-            continue  # not a table row, or the separator row
-        if cells[0] == "metric":
-            continue  # header
-        labels = {x.strip().strip("`") for x in cells[2].split(",") if x.strip()}
-        metrics[cells[0]] = {"type": cells[1].lower(), "labels": labels}
-    assert metrics, f"no metrics parsed from the table in {path}"
-    return metrics
-
-
 def contract_metrics() -> dict[str, dict]:
-    """{metric: {"type": ..., "labels": {...}}} from CONTRACT.md's metrics table."""
-    path = contract_path()
-    if not path.is_file():
-        pytest.fail(
-            f"CONTRACT.md not found at {path}. Set KOS_SHARED_DIR to the directory "
-            "that holds it (default: <repo>/../shared).",
-            pytrace=False,
-        )
-    return _parse_contract(path)
+    """{metric: {"type": ..., "labels": {...}}} from the plugin's metric declarations."""
+    return {name: {"type": kind, "labels": set(labels)} for name, (kind, labels) in declared_metrics().items()}
 
 
 # --------------------------------------------------------------------------
@@ -345,11 +312,11 @@ def test_rules_use_only_contract_metrics():
         if "alert" in rule and not used:
             problems.append(f"{where}: no metric found in expr (tokenizer problem?)")
         for name in sorted(used - allowed):
-            problems.append(f"{where}: metric {name!r} is not in CONTRACT.md (nor a recording rule)")
+            problems.append(f"{where}: metric {name!r} is not a declared metric (nor a recording rule)")
         # Metric names mentioned in annotation templates (queries, texts).
         for key, text in (rule.get("annotations") or {}).items():
             for name in sorted(set(re.findall(r"\bkedro[_:][A-Za-z0-9_:]*", text)) - allowed):
-                problems.append(f"{where}: annotation {key} names {name!r}, not in CONTRACT.md (nor a recording rule)")
+                problems.append(f"{where}: annotation {key} names {name!r}, not a declared metric (nor a recording rule)")
     assert not problems, "\n".join(problems)
 
 
@@ -362,7 +329,7 @@ def test_rules_use_only_contract_labels():
     for path, rule in all_rules():
         where = f"{path.name}: {rule.get('alert') or rule.get('record')}"
         for label in sorted(promql_label_names(rule["expr"]) - allowed):
-            problems.append(f"{where}: label {label!r} is not in CONTRACT.md")
+            problems.append(f"{where}: label {label!r} is not a label of a declared metric")
         for label in sorted(set(re.findall(r"\$labels\.(\w+)", str(rule.get("annotations")))) - allowed):
-            problems.append(f"{where}: annotation uses $labels.{label}, not in CONTRACT.md")
+            problems.append(f"{where}: annotation uses $labels.{label}, not a label of a declared metric")
     assert not problems, "\n".join(problems)

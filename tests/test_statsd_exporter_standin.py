@@ -1,19 +1,17 @@
 """Tests of the statsd_exporter stand-in and of the project's statsd-exporter/mapping.yml.
 
-(a) The stand-in reproduces recordings of the real statsd_exporter (shared fixtures).
+(a) The stand-in reproduces recordings of the real statsd_exporter
+    (tests/fixtures/statsd-exporter, see its README.md).
 (b) The project's mapping turns every statsd name the hooks send into exactly the
-    Prometheus metric of shared/CONTRACT.md (names, types, labels), with nothing unmapped.
+    declared Prometheus metric (names, types, labels), with nothing unmapped.
 (c) Label values that the hooks' sanitisation produces survive the trip unchanged.
 
-The shared folder is ``$KOS_SHARED_DIR``, else ``<repo>/../shared``; if its fixtures or
-contract are missing the tests fail rather than skip.
+If the recordings are missing the tests fail rather than skip.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 import re
 import socket
 import subprocess
@@ -27,12 +25,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conftest import EXPORTER_RECORDINGS, declared_metrics  # noqa: E402
 from statsd_exporter_standin import SUPPORTED_KEYS, StandIn, load_mappings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("KOS_SHARED_DIR") or REPO.parent / "shared")
-FIXTURES = SHARED / "statsd-exporter-fixtures"
-CONTRACT = SHARED / "CONTRACT.md"
+FIXTURES = EXPORTER_RECORDINGS
 MAPPING = REPO / "statsd-exporter" / "mapping.yml"
 ODD_CASE = "invalid-and-odd-lines"
 MISSING = "<fixtures missing>"
@@ -109,7 +106,7 @@ def family_of(sample_name: str, types: dict[str, str]) -> str:
 
 def case_dir(case: str) -> Path:
     if case == MISSING or not (FIXTURES / case / "mapping.yml").is_file():
-        pytest.fail(f"statsd_exporter fixtures not found in {FIXTURES} (set KOS_SHARED_DIR)")
+        pytest.fail(f"statsd_exporter fixtures not found in {FIXTURES}")
     return FIXTURES / case
 
 
@@ -142,34 +139,20 @@ def scrape(standin: StandIn) -> str:
 
 
 def contract_metrics() -> dict[str, tuple[str, frozenset[str]]]:
-    """The contract's metrics table: name -> (type, label names)."""
-    if not CONTRACT.is_file():
-        pytest.fail(f"{CONTRACT} not found (set KOS_SHARED_DIR)")
-    section = CONTRACT.read_text(encoding="utf-8").split("## Prometheus metrics", 1)[1].split("\n## ", 1)[0]
-    rows = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and re.fullmatch(r"kedro_[a-z0-9_]+", cells[0]):
-            rows[cells[0]] = (cells[1], frozenset(x.strip() for x in cells[2].split(",")))
-    assert len(rows) >= 10, "could not read the contract's metrics table"
-    return rows
+    """The declared metrics: name -> (type, label names)."""
+    return declared_metrics()
 
 
 def sanitize(name: str) -> str:
-    """The hooks' sanitize_name if the project has it, else the contract's rule."""
-    path = REPO / "project" / "src" / "kedro_observability" / "names.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location("_kos_names", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return str(module.sanitize_name(name))
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
+    """The plugin's own label sanitisation, the one every hook uses."""
+    from kedro_observability.names import sanitize_name
+
+    return str(sanitize_name(name))
 
 
 # ---- (a) the stand-in against recordings of the real exporter -------------------------------
 def test_fixtures_are_present() -> None:
-    assert FIXTURES.is_dir(), f"{FIXTURES} missing (set KOS_SHARED_DIR)"
+    assert FIXTURES.is_dir(), f"{FIXTURES} missing"
     assert MISSING not in CASES and len(CASES) >= 10 and (FIXTURES / ODD_CASE).is_dir()
 
 

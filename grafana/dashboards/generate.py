@@ -11,7 +11,8 @@ Plain Python, no dependency: edit this file, run it, commit both.
 tests/test_grafana.py checks that the committed JSON is what this file generates, and runs
 every panel query against a real Prometheus that scraped real pipeline runs.
 
-Metric names and labels follow shared/CONTRACT.md. Two things about them shape the queries:
+Metric names and labels are the plugin's declared metrics (CONTRACT.md's table); tests hold
+every query to them. Two things about them shape the queries:
 
 - statsd_exporter creates a counter or histogram series on its first increment, so
   `increase()` never sees that first run. Panels that count what happened in the time range

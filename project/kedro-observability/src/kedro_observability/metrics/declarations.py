@@ -6,7 +6,7 @@ rendered from them (:func:`render_mapping`), and so is the metrics table of the 
 of ``CONTRACT.md`` (:func:`markdown_table`). Tests hold the committed files, the Prometheus
 rules and the dashboards' queries to this module.
 
-Regenerate the stack's files with ``python -m kedro_observability.metrics.declarations mapping``
+Regenerate the stack's files with ``python -m kedro_observability.metrics mapping``
 (or ``table``).
 """
 
@@ -133,7 +133,7 @@ METRICS: tuple[Metric, ...] = (
 _MAPPING_HEADER = """\
 # statsd_exporter mapping for kedro-observability-stack. GENERATED from
 # kedro_observability/metrics/declarations.py: do not edit by hand, run
-#   python -m kedro_observability.metrics.declarations mapping > statsd-exporter/mapping.yml
+#   python -m kedro_observability.metrics mapping > statsd-exporter/mapping.yml
 # (tests/test_metrics_contract.py fails when this file and the declarations differ).
 #
 # The hooks send statsd lines in the InfluxDB tag style, for example
@@ -202,7 +202,7 @@ def markdown_table() -> str:
 def main(argv: list[str]) -> int:
     renderers = {"mapping": render_mapping, "table": markdown_table}
     if len(argv) != 1 or argv[0] not in renderers:
-        print(f"usage: python -m kedro_observability.metrics.declarations {{{'|'.join(renderers)}}}", file=sys.stderr)
+        print(f"usage: python -m kedro_observability.metrics {{{'|'.join(renderers)}}}", file=sys.stderr)
         return 2
     sys.stdout.write(renderers[argv[0]]())
     return 0
