@@ -5,8 +5,8 @@ required variables, paths) exactly as `docker compose up` would, and needs no en
 binary is <repo>/.tools/docker-compose (tests/tools/install-compose.sh installs it from
 Debian 13's package) or `docker-compose` on PATH; without it these tests FAIL.
 
-On the resolved model: services, images, ports and healthchecks as shared/CONTRACT.md says
-(its services table is parsed; $KOS_SHARED_DIR, default <repo>/../shared), images pinned,
+On the resolved model: services, images, ports and healthchecks as CONTRACT.md says
+(its services table is parsed), images pinned,
 ports on 127.0.0.1, kedro waiting for healthy services, named volumes for the data,
 configuration mounted read-only, every mounted or built path present, every variable
 documented in .env.example.
@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("KOS_SHARED_DIR", REPO.parent / "shared"))
+CONTRACT = REPO / "CONTRACT.md"
 COMPOSE_FILE = REPO / "docker-compose.yml"
 HOST_STATSD_FILE = REPO / "docker-compose.host-statsd.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -129,16 +129,13 @@ def env_example_values() -> dict[str, str]:
 
 def contract_services() -> dict[str, dict[str, str]]:
     """service -> {image, inside, published}, from the contract's services table."""
-    contract = SHARED / "CONTRACT.md"
-    if not contract.exists():
-        pytest.fail(f"{contract} is missing: set KOS_SHARED_DIR to the folder holding CONTRACT.md", pytrace=False)
-    section = contract.read_text().split("## Services", 1)[1].split("\n## ", 1)[0]
+    section = CONTRACT.read_text().split("## Services", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[0] not in ("service", "") and not set(cells[0]) <= {"-", " "}:
             rows[cells[0]] = {"image": cells[1], "inside": cells[2], "published": cells[3]}
-    assert len(rows) >= 5, f"could not parse the services table of {contract}: {rows}"
+    assert len(rows) >= 5, f"could not parse the services table of {CONTRACT}: {rows}"
     return rows
 
 
