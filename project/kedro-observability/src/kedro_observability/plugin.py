@@ -14,6 +14,7 @@ statsd, the MLflow run, the log, validation.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Generator
@@ -60,6 +61,8 @@ class ObservabilityHooks:
         self._suites: SuiteConfig | None = None
         self._default_env = "local"
         self._lifecycle = RunLifecycle()
+        self._outside: RunContext | None = None
+        self._outside_lock = threading.Lock()
         # Timers and memory windows per thread: ThreadRunner runs nodes concurrently and a
         # dataset may be loaded by two nodes at once, so nothing is keyed by name across threads.
         self._local = threading.local()
@@ -189,7 +192,24 @@ class ObservabilityHooks:
 
     def _active(self) -> RunContext | None:
         context = self._lifecycle.current
+        if context is None and self._given is not None and self._settings is not None:
+            # A runner driven without a KedroSession: no before_pipeline_run begins a run.
+            return self._outside_session()
         return context if context is not None and not context.ended else None
+
+    def _outside_session(self) -> RunContext:
+        """The run of a runner driven directly, with the given settings: nodes and datasets
+        are measured (default identity); there is no run to count, track or validate."""
+        with self._outside_lock:
+            context = self._outside
+            if context is None or context.owner_pid != os.getpid():
+                settings = self._given
+                assert settings is not None
+                context = RunContext(RunInfo.outside_a_session(), settings)
+                if settings.statsd.enabled:
+                    context.publisher = StatsdPublisher(emitter_for(settings.statsd.host, settings.statsd.port), context.info)
+                self._outside = context
+            return context
 
     # ---- nodes ---------------------------------------------------------------------------
 
