@@ -1,4 +1,6 @@
-"""The statsd hooks, observed on a real UDP socket: what they send, under every runner and fault."""
+"""The plugin's statsd metrics, observed on a real UDP socket: what it sends, under every runner
+and fault. The sample project runs through a KedroSession as ``kedro run`` does; nodes with
+hostile names run under a real runner driven by ``ObservabilityHooks(settings=...)``."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from kedro.pipeline import node, pipeline
 from kedro.runner import SequentialRunner
 
 from conftest import REPO, RUNNERS, make_runner, run_project
-from kedro_observability import DatasetMetricsHook, NodeMetricsHook, PipelineMetricsHook, sanitize_name
+from kedro_observability import ObservabilityHooks, ObservabilitySettings, sanitize_name
+from kedro_observability.settings import MemorySettings, MlflowSettings, StatsdSettings, ValidationSettings
 from statsd_capture import UDPCapture, parse_line
 from statsd_exporter_standin import StandIn
 
@@ -60,11 +63,16 @@ def test_each_event_is_one_packet_with_the_contract_labels(sample_project: Path,
     node_packets = [p for p in packets if "kedro.node.runs" in p]
     assert len(node_packets) == 4
     for packet in node_packets:
-        duration, runs = (parse_line(line) for line in packet.split("\n"))
+        # A node's event is measured once and sent in one packet: its memory peak is in it
+        # (0.1 sent it in a packet of its own, from the separate MemoryHook).
+        duration, runs, peak = (parse_line(line) for line in packet.split("\n"))
         assert duration.name == "kedro.node.duration" and duration.type == "ms" and duration.value >= 0
         assert set(duration.tags) == {"project", "pipeline", "node"}
         assert duration.tags["pipeline"] == "data_processing"
+        assert runs.name == "kedro.node.runs" and runs.type == "c" and runs.value == 1
         assert runs.tags == {**duration.tags, "status": "success"}
+        assert peak.name == "kedro.node.memory_peak" and peak.type == "g" and peak.value > 0
+        assert peak.tags == duration.tags
     for line in capture.lines():
         if line.name.startswith("kedro.dataset."):
             assert set(line.tags) == {"project", "dataset"}
@@ -86,7 +94,7 @@ def test_dataset_sizes_and_rows_describe_the_data(sample_project: Path, capture:
 
 
 def test_a_failing_node_and_its_pipeline_are_counted_as_failures_and_leave_no_timer(sample_project: Path, capture: UDPCapture) -> None:
-    from kedro.framework.project import settings
+    from kedro_observability.plugin import hooks as plugin  # the object the entry point registers
 
     with pytest.raises(KeyError):
         run_project(sample_project, runtime_params={"model_options": {"features": ["no_such_column"], "test_size": 0.2, "random_state": 3}})
@@ -98,9 +106,9 @@ def test_a_failing_node_and_its_pipeline_are_counted_as_failures_and_leave_no_ti
     runs = [line for line in lines if line.name == "kedro.pipeline.runs"]
     assert [line.tags["status"] for line in runs] == ["failure"]
     assert not any(line.name == "kedro.pipeline.last_success_timestamp" for line in lines)
-    for hook in settings.HOOKS:
-        if isinstance(hook, (NodeMetricsHook, DatasetMetricsHook, PipelineMetricsHook)):
-            assert hook._timers() == {}, type(hook).__name__
+    run = plugin._lifecycle.current
+    assert run is not None and run.ended and run.info.pipeline == "__default__"  # it ran this run
+    assert plugin._timers() == {}
 
 
 # Any string can name a dataset; Kedro allows letters (unicode ones too), digits, "_", "."
@@ -127,8 +135,14 @@ def test_nasty_node_and_dataset_names_reach_the_exporter_intact(capture: UDPCapt
     ]
     catalog = DataCatalog({f"in {name}": MemoryDataset([1, 2, 3]) for name in NASTY_DATASET_NAMES})
     hook_manager = _create_hook_manager()
-    for hook in (NodeMetricsHook(), DatasetMetricsHook()):
-        hook_manager.register(hook)
+    # statsd's node and dataset metrics alone, as 0.1's NodeMetricsHook and DatasetMetricsHook.
+    settings = ObservabilitySettings(
+        statsd=StatsdSettings(host="127.0.0.1", port=capture.port),
+        memory=MemorySettings(enabled=False),
+        mlflow=MlflowSettings(enabled=False),
+        validation=ValidationSettings(enabled=False),
+    )
+    hook_manager.register(ObservabilityHooks(settings=settings))
 
     SequentialRunner().run(pipeline(nodes), catalog, hook_manager)
 
