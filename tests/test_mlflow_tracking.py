@@ -1,4 +1,10 @@
-"""The MLflow hook against a real MLflow server: what one `kedro run` leaves in MLflow."""
+"""MLflow tracking against a real MLflow server: what one `kedro run` leaves in MLflow.
+
+The runs are `kedro run`s of a copy of the sample project (or of the demo project) through a
+KedroSession, the plugin registered by its entry point and configured by
+conf/local/observability.yml; one runner is driven without a session, with
+``ObservabilityHooks(settings=...)``. The last tests check MLflow keys and the git commit.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,31 +27,34 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
+from kedro.framework.hooks import hook_impl
 from kedro.framework.hooks.manager import _create_hook_manager
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog, MemoryDataset, Version
 from kedro.pipeline import node, pipeline
 from kedro.runner import SequentialRunner
-from kedro_datasets.json import JSONDataset
+from kedro_datasets.pandas import CSVDataset
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from conftest import REPO, make_runner, run_project
-from kedro_observability import MlflowTrackingError, MlflowTrackingHook
-from kedro_observability.run_record import record_artifact
-from kedro_observability.tracking_params import ParameterTooLongError, mlflow_key
-from kedro_observability.tracking_server import git_commit
+from kedro_observability import MlflowTrackingError, ObservabilityHooks, ObservabilitySettings
+from kedro_observability.settings import MlflowSettings, StatsdSettings, ValidationSettings
+from kedro_observability.tracking.params import ParameterTooLongError, mlflow_key
+from kedro_observability.tracking.server import git_commit
 from mlflow_server import MlflowServer, TcpRelay, closed_port_uri, mlflow_server  # noqa: F401 - the fixture
 
 NODES = ["fingerprint_raw_data", "preprocess_companies", "preprocess_shuttles", "create_model_input_table", "split_data", "train_model", "evaluate_model"]
 RAW = ("companies", "shuttles", "reviews")
+# The sample project's expectation suites: each validation report is attached to the run.
+SUITES = {"companies": "load", "shuttles": "load", "reviews": "load", "model_input_table": "save"}
 FEATURES = yaml.safe_load((REPO / "project" / "conf" / "base" / "parameters_data_science.yml").read_text())["model_options"]["features"]
 MODEL_OPTIONS = {"test_size": 0.2, "random_state": 3, "features": FEATURES}
 
 
 def configure_mlflow(project: Path, **overrides: Any) -> None:
-    """The base ``mlflow`` section with some keys changed, as conf/local/observability.yml."""
-    section = yaml.safe_load((project / "conf" / "base" / "observability.yml").read_text())["mlflow"]
-    (project / "conf" / "local" / "observability.yml").write_text(yaml.safe_dump({"mlflow": {**section, **overrides}}))
+    """conf/local/observability.yml changing only these ``mlflow`` keys: the plugin merges it
+    key by key over conf/base, so the base file's other keys stay."""
+    (project / "conf" / "local" / "observability.yml").write_text(yaml.safe_dump({"mlflow": overrides}))
 
 
 @dataclass
@@ -72,13 +82,73 @@ class Tracked:
             return json.loads(response.read())
 
 
+def experiment_of(request: pytest.FixtureRequest) -> str:
+    """An experiment of the test's own on the shared server."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+
+
 @pytest.fixture
 def on_server(sample_project: Path, mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Tracked:  # noqa: F811
     """The sample project tracking to the test server, in an experiment of its own."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
-    experiment = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+    experiment = experiment_of(request)
     configure_mlflow(sample_project, experiment_name=experiment)
     return Tracked(sample_project, experiment, mlflow_server)
+
+
+class Watch:
+    """A project hook: reads ``probe`` once the run has begun (Kedro calls the project's
+    ``before_pipeline_run`` inside the plugin's wrapper, after the MLflow run is open) and
+    once every node has run (``after_pipeline_run``, before the plugin ends the run), and
+    calls ``after_node(name)`` after each node."""
+
+    def __init__(self, probe: Callable[[], Any] = lambda: None, after_node: Callable[[str], None] = lambda name: None) -> None:
+        self.probe = probe
+        self.after_node = after_node
+        self.readings: list[Any] = []
+        self.nodes_done_at: float | None = None
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self.readings.append(self.probe())
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        self.after_node(node.name)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self.readings.append(self.probe())
+        self.nodes_done_at = time.monotonic()
+
+
+def add_project_hook(monkeypatch: pytest.MonkeyPatch, settings_module: Any, hook: Any) -> None:
+    monkeypatch.setattr(settings_module, "HOOKS", (*getattr(settings_module, "HOOKS", ()), hook), raising=False)
+
+
+@pytest.fixture
+def caplog(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """pytest's caplog, with both projects' logging set up before the test runs.
+
+    The first time a project package is configured in a process, Kedro re-applies its logging
+    configuration, which replaces the root logger's handlers: caplog's handler, added at the
+    start of each test phase, would be gone for the rest of the test. Configured here, in
+    the setup phase, it is not done again in the test's own run.
+    """
+    from kedro.framework.project import configure_project
+
+    for package in ("spaceflights", "obs_demo"):
+        configure_project(package)
+    return caplog
+
+
+@pytest.fixture
+def relay(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    """The test server behind a relay that counts what clients send and can be cut."""
+    relayed = TcpRelay(mlflow_server.port)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", relayed.uri)
+    yield relayed
+    relayed.close()
 
 
 def test_a_run_holds_params_metrics_tags_model_and_lineage(on_server: Tracked) -> None:
@@ -141,6 +211,36 @@ def test_a_run_holds_params_metrics_tags_model_and_lineage(on_server: Tracked) -
     assert f"scikit-learn=={__import__('sklearn').__version__}" in requirements
 
 
+def test_nodes_make_no_network_call_and_the_validation_reports_are_uploaded(
+    sample_project: Path, relay: TcpRelay, mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path  # noqa: F811
+) -> None:
+    from spaceflights import settings
+
+    tracked = Tracked(sample_project, experiment_of(request), mlflow_server)
+    configure_mlflow(sample_project, experiment_name=tracked.experiment)
+    watch = Watch(probe=lambda: relay.bytes_from_clients)
+    add_project_hook(monkeypatch, settings, watch)
+
+    run_project(sample_project)
+
+    opened, nodes_done = watch.readings
+    assert opened > 0  # the run was opened through the relay before the first node
+    assert nodes_done == opened  # not a byte while the nodes ran, loaded and saved
+    run = tracked.only_run()
+    assert run.info.status == "FINISHED"
+    assert {f"node_duration_seconds.{name}" for name in NODES} <= set(run.data.metrics)
+    artifacts = [each.path for each in tracked.client.list_artifacts(run.info.run_id)]
+    assert artifacts == sorted(f"validation-{name}.json" for name in SUITES)
+    for name, operation in SUITES.items():
+        report = json.loads(Path(tracked.client.download_artifacts(run.info.run_id, f"validation-{name}.json", str(tmp_path))).read_text())
+        assert report["success"] is True
+        kedro = report["meta"]["kedro"]
+        assert (kedro["dataset"], kedro["operation"], kedro["policy"]) == (name, operation, "fail")
+        assert kedro["suite_file"] == f"conf/base/expectations/{name}.yml"
+        expected = len(yaml.safe_load((sample_project / "conf" / "base" / "expectations" / f"{name}.yml").read_text())[name]["expectations"])
+        assert len(report["results"]) == expected
+
+
 @pytest.mark.parametrize("runner", ["ThreadRunner", "ParallelRunner"])
 def test_every_runner_gives_one_run_holding_every_node(on_server: Tracked, runner: str) -> None:
     configure_mlflow(on_server.project, experiment_name=on_server.experiment, registered_model_name=f"regressor-{runner}")
@@ -152,11 +252,13 @@ def test_every_runner_gives_one_run_holding_every_node(on_server: Tracked, runne
     assert run.data.tags["kedro.runner"] == runner
     for name in NODES:
         assert run.data.metrics[f"node_duration_seconds.{name}"] > 0
-        # Recorded by the memory hook, in the same worker processes or threads.
+        # Measured by the same hook object, in the runner's worker processes or threads.
         assert run.data.metrics[f"memory_peak_bytes.{name}"] > 0
     assert {"r2", "mae", "max_error", "dataset_rows.X_test"} <= set(run.data.metrics)
     assert len(run.inputs.dataset_inputs) == 3
     assert "kedro.fingerprint.shuttles.sha256" in run.data.tags
+    # Validation reports recorded where the datasets were loaded and saved, in the same run.
+    assert [each.path for each in on_server.client.list_artifacts(run.info.run_id)] == sorted(f"validation-{name}.json" for name in SUITES)
     (output,) = run.outputs.model_outputs
     # X_test is a MemoryDataset: only what the hook kept where split_data ran can give these.
     info = mlflow.models.get_model_info(f"models:/{output.model_id}")
@@ -232,7 +334,10 @@ def test_an_unreachable_server_fails_the_run_before_any_node_within_10_s(sample_
     message = str(raised.value)
     assert f"MLflow tracking at {uri} is not available" in message
     assert "docker compose up -d mlflow" in message
-    assert "unset MLFLOW_TRACKING_URI" in message
+    # 0.2 words the way out for any project, not only the stack's: point the variable (or
+    # the setting) at a running server, or unset both for the local SQLite file.
+    assert "point MLFLOW_TRACKING_URI (or mlflow.tracking_uri in observability.yml) at one that runs" in message
+    assert "unset both to track to a local SQLite file inside the project" in message
     assert "mlflow.on_unavailable: warn" in message
     assert not (sample_project / "data" / "08_reporting" / "raw_fingerprints.json").exists()
     assert not [name for name in os.environ if name.startswith("MLFLOW_HTTP_REQUEST_")]
@@ -266,7 +371,7 @@ def test_warn_mode_runs_on_without_tracking(sample_project: Path, monkeypatch: p
 
 def test_without_a_server_the_run_goes_to_a_sqlite_file_in_the_project(sample_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     database = sample_project / "mlflow.db"
-    database.unlink()  # the fixture's ready-made store: here the hook must create its own
+    database.unlink()  # the fixture's ready-made store: here the plugin must create its own
 
     run_project(sample_project)
 
@@ -285,80 +390,80 @@ def test_without_a_server_the_run_goes_to_a_sqlite_file_in_the_project(sample_pr
     assert {"mlflow.db", "mlruns/"} <= set(ignored)
 
 
-@pytest.fixture
-def relay(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
-    """The test server behind a relay that counts what clients send and can be cut."""
-    relayed = TcpRelay(mlflow_server.port)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", relayed.uri)
-    yield relayed
-    relayed.close()
-
-
-def run_directly(hook: MlflowTrackingHook, nodes: list[Any], catalog: DataCatalog, tmp_path: Path, between: Any = None) -> tuple[str, float]:
-    """Drive the hook through one pipeline run without a KedroSession.
-
-    Returns the kedro run id and how long the end of the run took. ``between`` (if given) is
-    read before and after the nodes run, and must not change.
-    """
-    hook_manager = _create_hook_manager()
-    hook_manager.register(hook)
-    run_id = f"direct-{time.time_ns()}"
-    run_params = {"run_id": run_id, "project_path": str(tmp_path), "env": None, "pipeline_names": None, "runner": "SequentialRunner"}
-    the_pipeline = pipeline(nodes)
-    hook_manager.hook.before_pipeline_run(run_params=run_params, pipeline=the_pipeline, catalog=catalog)
-    before = between() if between else None
-    SequentialRunner().run(the_pipeline, catalog, hook_manager)
-    if between:
-        assert between() == before
-    started = time.monotonic()
-    hook_manager.hook.after_pipeline_run(run_params=run_params, run_result={}, pipeline=the_pipeline, catalog=catalog)
-    return run_id, time.monotonic() - started
-
-
-def find_run(server: MlflowServer, kedro_run_id: str) -> Run:
-    client = MlflowClient(server.uri)
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()], f"tags.`kedro.run_id` = '{kedro_run_id}'")
-    return run
-
-
-def test_nodes_make_no_network_call_and_recorded_artifacts_are_uploaded(relay: TcpRelay, mlflow_server: MlflowServer, tmp_path: Path) -> None:  # noqa: F811
-    def report(value: int) -> int:
-        record_artifact("report of node 7.json", json.dumps({"value": value}))
-        return value
-
-    nodes = [node(lambda value: value + 1, f"d{index}", f"d{index + 1}", name=f"step_{index}") for index in range(20)]
-    nodes[7] = node(report, "d7", "d8", name="step_7")
-
-    run_id, _ = run_directly(MlflowTrackingHook(), nodes, DataCatalog({"d0": MemoryDataset(0)}), tmp_path, between=lambda: relay.bytes_from_clients)
-
-    run = find_run(mlflow_server, run_id)
-    assert run.info.status == "FINISHED"
-    assert {f"node_duration_seconds.step_{index}" for index in range(20)} <= set(run.data.metrics)
-    artifacts = [each.path for each in MlflowClient(mlflow_server.uri).list_artifacts(run.info.run_id)]
-    assert artifacts == ["report_of_node_7.json"]
+DEMO_ROWS = 5
 
 
 def test_a_server_dying_mid_run_costs_seconds_and_the_outputs_are_still_written(
-    relay: TcpRelay, mlflow_server: MlflowServer, tmp_path: Path, caplog: pytest.LogCaptureFixture  # noqa: F811
+    demo_project: Path, relay: TcpRelay, mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture  # noqa: F811
 ) -> None:
-    def server_dies(value: int) -> int:
-        relay.close()
-        return value + 1
+    from obs_demo import settings
 
-    output = tmp_path / "out.json"
-    nodes = [node(lambda: 1, None, "a", name="produce"), node(server_dies, "a", "b", name="server_dies")]
+    # The demo project turns MLflow off in conf/base; one key in conf/local turns it on. It
+    # has no fingerprints dataset: the run gathers no tag for its end.
+    tracked = Tracked(demo_project, experiment_of(request), mlflow_server)
+    (demo_project / "conf" / "local" / "observability.yml").write_text(yaml.safe_dump({"mlflow": {"enabled": True, "experiment_name": tracked.experiment}}))
+    CSVDataset(filepath=str(demo_project / "data" / "raw_table.csv"), version=Version(None, "2024-01-01T00.00.00.000Z")).save(pd.DataFrame({"value": range(DEMO_ROWS)}))
+    ran: list[str] = []
+
+    def server_dies_with(name: str) -> None:
+        ran.append(name)
+        if name == "ns.copy_count":  # whose output, ns.row_count, is saved after this hook
+            relay.close()
+
+    watch = Watch(after_node=server_dies_with)
+    add_project_hook(monkeypatch, settings, watch)
     with caplog.at_level(logging.WARNING, logger="kedro_observability"):
-        run_id, elapsed = run_directly(MlflowTrackingHook(), nodes, DataCatalog({"b": JSONDataset(filepath=str(output))}), tmp_path)
+        run_project(demo_project)
+    assert watch.nodes_done_at is not None
+    elapsed = time.monotonic() - watch.nodes_done_at  # the plugin's end of the run, after every other hook's
 
-    assert json.loads(output.read_text()) == 2
+    assert "ns.copy_count" in ran
+    assert json.loads((demo_project / "data" / "row_count.json").read_text()) == DEMO_ROWS
     assert elapsed < 10
     (warning,) = [record.getMessage() for record in caplog.records if "is incomplete" in record.getMessage()]
     assert relay.uri in warning
     assert "metrics and 0 tags" in warning and "the run's status FINISHED (it stays RUNNING)" in warning
     # What the server got before it went away: the run and its start, nothing after.
-    run = find_run(mlflow_server, run_id)
+    run = tracked.only_run()
     assert run.info.status == "RUNNING"
     assert not run.data.metrics
+
+
+def test_a_runner_driven_without_a_session_tracks_to_the_given_settings(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, tmp_path: Path) -> None:  # noqa: F811
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the given settings name the server
+    monkeypatch.chdir(tmp_path)
+    experiment = experiment_of(request)
+    settings = ObservabilitySettings(
+        statsd=StatsdSettings(enabled=False),
+        validation=ValidationSettings(enabled=False),
+        mlflow=MlflowSettings(tracking_uri=mlflow_server.uri, experiment_name=experiment, metrics_dataset="score"),
+    )
+    hook_manager = _create_hook_manager()
+    hook_manager.register(ObservabilityHooks(settings=settings))
+    the_pipeline = pipeline(
+        [
+            node(lambda alpha: alpha * 2, "params:alpha", "doubled", name="double"),
+            node(lambda doubled: {"score": doubled + 1}, "doubled", "score", name="score"),
+        ]
+    )
+    catalog = DataCatalog({"params:alpha": MemoryDataset(0.25)})
+    run_id = f"direct-{time.time_ns()}"
+    run_params = {"run_id": run_id, "project_path": str(tmp_path), "env": None, "pipeline_names": None, "runner": "SequentialRunner", "kedro_version": __import__("kedro").__version__}
+
+    hook_manager.hook.before_pipeline_run(run_params=run_params, pipeline=the_pipeline, catalog=catalog)
+    SequentialRunner().run(the_pipeline, catalog, hook_manager)
+    hook_manager.hook.after_pipeline_run(run_params=run_params, run_result={}, pipeline=the_pipeline, catalog=catalog)
+
+    run = Tracked(tmp_path, experiment, mlflow_server).only_run()
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["kedro.run_id"] == run_id
+    assert run.data.tags["kedro.runner"] == "SequentialRunner"
+    assert run.data.params == {"alpha": "0.25"}
+    assert run.data.metrics["score"] == 1.5
+    for name in ("double", "score"):
+        assert run.data.metrics[f"node_duration_seconds.{name}"] > 0
+        assert run.data.metrics[f"memory_peak_bytes.{name}"] > 0
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default local store
 
 
 @pytest.mark.parametrize(
