@@ -62,6 +62,23 @@ def test_pinned_load_version_gives_the_path_of_that_version(demo_project: Path) 
     assert read_json(demo_project / "data" / "row_count.json") == 3
 
 
+def test_a_run_of_one_pipeline_accepts_the_input_paths_of_another(demo_project: Path) -> None:
+    """The demo's registry is find_pipelines(): a run of fingerprints loads that pipeline only,
+    and audit.fingerprint (configured in observability.yml) is looked up in every pipeline."""
+    paths = write_versions(demo_project)
+
+    run_project(demo_project, pipeline_names=["fingerprints"])
+
+    assert Path(read_json(demo_project / "data" / "fingerprint.json")["path"]).resolve() == paths[NEW_VERSION].resolve()
+    assert not (demo_project / "data" / "audit_fingerprint.json").exists()
+
+    run_project(demo_project, pipeline_names=["audit"])
+
+    audit = read_json(demo_project / "data" / "audit_fingerprint.json")
+    assert Path(audit["path"]).resolve() == paths[NEW_VERSION].resolve()
+    assert audit["sha256"] == hashlib.sha256(paths[NEW_VERSION].read_bytes()).hexdigest()
+
+
 @pytest.mark.parametrize(
     ("input_paths", "expected"),
     [

@@ -1,1 +1,1 @@
-"""Test project: a namespaced pipeline reading a versioned dataset."""
+"""Test project: two pipelines, found by find_pipelines(), reading a versioned dataset."""
