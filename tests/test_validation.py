@@ -1,4 +1,9 @@
-"""Data validation: suites from conf/, clean data passing, defects failing or warning, under every runner."""
+"""Data validation: suites from conf/, clean data passing, defects failing or warning, under every runner.
+
+The plugin (registered by its entry point, no HOOKS and no config pattern in the sample
+project's settings.py) reads the suites of conf/<env>/expectations/ and validates through
+kedro_observability.validation: most tests here are real `kedro run`s of the sample project.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ from kedro.pipeline import node, pipeline
 
 from conftest import REPO, RUNNERS, SAMPLE_SHUTTLES, make_runner, run_project
 from kedro_observability import DataValidationError, ExpectationSuiteError
-from kedro_observability.suites import EXPECTATIONS_CONFIG_PATTERNS, check_datasets, parse_suites, read_suites
-from kedro_observability.validation import SuiteValidator
+from kedro_observability.settings import ValidationSettings
+from kedro_observability.validation.engine import SuiteValidator, ValidationRun
+from kedro_observability.validation.suites import EXPECTATIONS_CONFIG_PATTERNS, check_datasets, parse_suites, read_suites
 from spaceflights.pipelines.data_generation.nodes import generate_raw_data
 from spaceflights.pipelines.data_processing.nodes import create_model_input_table, preprocess_companies, preprocess_shuttles
 from statsd_capture import UDPCapture
@@ -51,6 +57,7 @@ def mlflow_reports(project: Path, tmp_path: Path) -> tuple[str, dict[str, dict]]
 
 
 def disable_mlflow(project: Path, extra: str = "") -> None:
+    """conf/local/observability.yml: the plugin merges it key by key over conf/base."""
     (project / "conf" / "local" / "observability.yml").write_text("mlflow:\n  enabled: false\n" + extra)
 
 
@@ -69,6 +76,10 @@ def write_raw(project: Path, tables: dict[str, pd.DataFrame]) -> None:
 def set_policy(project: Path, dataset: str, policy: str) -> None:
     path = project / "conf" / "base" / "expectations" / f"{dataset}.yml"
     path.write_text(path.read_text().replace("policy: fail", f"policy: {policy}"))
+
+
+def write_suite(project: Path, dataset: str, text: str) -> None:
+    (project / "conf" / "base" / "expectations" / f"{dataset}.yml").write_text(textwrap.dedent(text))
 
 
 # ---- suites as configuration -------------------------------------------------------------
@@ -120,28 +131,52 @@ def test_suites_accept_class_and_snake_case_names_and_iso_dates_become_timestamp
     assert failure.describe().endswith("""on column 'at': could not be evaluated: Error: The column "at" in BatchData does not exist.""")
 
 
+def test_policy_override_replaces_every_suites_own_policy(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    (conf / "base" / "expectations").mkdir(parents=True)
+    (conf / "local").mkdir()
+    (conf / "base" / "expectations" / "a.yml").write_text("a:\n  policy: fail\n  expectations: [{expect_column_to_exist: {column: x}}]\n")
+    (conf / "base" / "expectations" / "b.yml").write_text("b:\n  policy: warn\n  expectations: [{expect_column_to_exist: {column: x}}]\n")
+    loader = OmegaConfigLoader(
+        conf_source=str(conf), base_env="base", default_run_env="local", config_patterns={"expectations": EXPECTATIONS_CONFIG_PATTERNS}
+    )
+    config = read_suites(loader)
+
+    assert {name: suite.policy for name, suite in parse_suites(config).items()} == {"a": "fail", "b": "warn"}
+    assert {name: suite.policy for name, suite in parse_suites(config, "warn").items()} == {"a": "warn", "b": "warn"}
+    assert {name: suite.policy for name, suite in parse_suites(config, "fail").items()} == {"a": "fail", "b": "fail"}
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
         (
             "- expect_column_values_to_be_uniqe: {column: id}",
-            "companies.expectations[1] in conf/base/expectations/companies.yml: unknown expectation "
-            "'expect_column_values_to_be_uniqe'. Did you mean 'expect_column_values_to_be_unique'",
+            (
+                "companies.expectations[1] in conf/base/expectations/companies.yml: unknown expectation "
+                "'expect_column_values_to_be_uniqe'. Did you mean 'expect_column_values_to_be_unique'"
+            ),
         ),
         (
             "- expect_column_values_to_be_between: {column: total_fleet_count, minimum: 1}",
-            "companies.expectations[1] (expect_column_values_to_be_between) in conf/base/expectations/companies.yml: "
-            "unknown argument 'minimum'. Did you mean 'min_value'?",
+            (
+                "companies.expectations[1] (expect_column_values_to_be_between) in conf/base/expectations/companies.yml: "
+                "unknown argument 'minimum'. Did you mean 'min_value'?"
+            ),
         ),
         (
             "- expect_column_values_to_be_in_set: {column: iata_approved}",
-            "companies.expectations[1] (expect_column_values_to_be_in_set) in conf/base/expectations/companies.yml: "
-            "missing argument 'value_set'.",
+            (
+                "companies.expectations[1] (expect_column_values_to_be_in_set) in conf/base/expectations/companies.yml: "
+                "missing argument 'value_set'."
+            ),
         ),
         (
             "- expect_column_values_to_not_be_null: {column: id, mostly: lots}",
-            "companies.expectations[1] (expect_column_values_to_not_be_null) in conf/base/expectations/companies.yml: "
-            "argument 'mostly' = 'lots' is not valid",
+            (
+                "companies.expectations[1] (expect_column_values_to_not_be_null) in conf/base/expectations/companies.yml: "
+                "argument 'mostly' = 'lots' is not valid"
+            ),
         ),
         (
             "- {expect_column_values_to_not_be_null: {column: id}, expect_column_values_to_be_unique: {column: id}}",
@@ -181,7 +216,7 @@ def test_a_suite_for_no_dataset_is_refused_with_a_suggestion(tmp_path: Path) -> 
     used = pipeline([node(len, "companies", "count", name="count")])
 
     with pytest.raises(ExpectationSuiteError, match=r"The suite 'companys' in conf/base/expectations/typo.yml is for no dataset.*Did you mean 'companies'\?"):
-        check_datasets(suites, [used], DataCatalog())
+        check_datasets(suites, used, lambda: [used], DataCatalog())
 
 
 def test_an_unknown_argument_stops_the_run_before_any_node(sample_project: Path) -> None:
@@ -192,6 +227,160 @@ def test_an_unknown_argument_stops_the_run_before_any_node(sample_project: Path)
         run_project(sample_project)
 
     assert not (sample_project / "data" / "02_intermediate").exists()
+
+
+def test_a_suite_for_a_dataset_of_another_pipeline_waits_for_that_pipeline(sample_project: Path, capture: UDPCapture) -> None:
+    """X_test is a MemoryDataset of data_science only: a run of data_processing does not
+    hold it, and the suite is checked against every pipeline of the project."""
+    disable_mlflow(sample_project)
+    write_suite(sample_project, "X_test", """
+        X_test:
+          expectations:
+            - expect_column_values_to_be_between: {column: engines, min_value: 1, max_value: 8}
+    """)
+
+    run_project(sample_project, pipeline_names=["data_processing"])
+
+    runs, _ = validation_lines(capture)
+    assert runs == Counter({(dataset, "passed"): 1 for dataset in SUITES})
+    capture.clear()
+
+    run_project(sample_project, pipeline_names=["data_science"])
+
+    runs, failed = validation_lines(capture)
+    assert runs == Counter({("model_input_table", "passed"): 1, ("X_test", "passed"): 1})
+    assert failed == {"model_input_table": 0.0, "X_test": 0.0}
+
+
+def demo_with_validation(project: Path) -> None:
+    """The demo project with statsd and validation on, and one version of its raw table."""
+    from kedro.io.core import Version
+    from kedro_datasets.pandas import CSVDataset
+
+    (project / "conf" / "local" / "observability.yml").write_text("statsd:\n  enabled: true\nvalidation:\n  enabled: true\n")
+    CSVDataset(filepath=str(project / "data" / "raw_table.csv"), version=Version(None, "2026-01-01T00.00.00.000Z")).save(
+        pd.DataFrame({"value": range(5)})
+    )
+    (project / "conf" / "base" / "expectations").mkdir()
+
+
+def test_suites_are_checked_against_the_pipelines_a_run_did_not_load(demo_project: Path, capture: UDPCapture) -> None:
+    """The demo's registry is find_pipelines(): a run of fingerprints loads that pipeline only.
+    audit.sample is a MemoryDataset of the audit pipeline: in no catalog, in no loaded pipeline."""
+    demo_with_validation(demo_project)
+    write_suite(demo_project, "audit.sample", """
+        audit.sample:
+          expectations:
+            - expect_table_row_count_to_equal: {value: 2}
+    """)
+
+    run_project(demo_project, pipeline_names=["fingerprints"])
+
+    assert validation_lines(capture) == (Counter(), {})
+    assert (demo_project / "data" / "row_count.json").exists()
+
+    run_project(demo_project, pipeline_names=["audit"])
+
+    assert validation_lines(capture) == (Counter({("audit.sample", "passed"): 1}), {"audit.sample": 0.0})
+
+
+def test_a_misspelt_suite_is_refused_with_a_name_from_a_pipeline_the_run_did_not_load(demo_project: Path) -> None:
+    demo_with_validation(demo_project)
+    write_suite(demo_project, "audit.sampel", """
+        audit.sampel:
+          expectations:
+            - expect_table_row_count_to_equal: {value: 2}
+    """)
+
+    with pytest.raises(ExpectationSuiteError) as error:
+        run_project(demo_project, pipeline_names=["fingerprints"])
+
+    message = str(error.value)
+    assert "The suite 'audit.sampel' in conf/base/expectations/audit.sampel.yml is for no dataset of the catalog or of any pipeline of the project." in message
+    assert "Did you mean 'audit.sample'" in message and "namespace included" in message
+    assert not (demo_project / "data" / "row_count.json").exists()
+
+
+@pytest.mark.parametrize("dataset_type", ["spark.SparkDataset", "polars.EagerPolarsDataset", "dask.ParquetDataset", "ibis.TableDataset"])
+def test_a_suite_for_a_dataset_of_another_frame_library_is_refused_at_start(sample_project: Path, dataset_type: str) -> None:
+    """The declared type is enough: pyspark, polars, dask or ibis need not be installed."""
+    with (sample_project / "conf" / "base" / "catalog.yml").open("a") as catalog:
+        catalog.write(f"\nfleet_frame:\n  type: {dataset_type}\n  filepath: data/03_primary/fleet.parquet\n")
+    write_suite(sample_project, "fleet_frame", """
+        fleet_frame:
+          policy: warn
+          expectations:
+            - expect_column_values_to_not_be_null: {column: id}
+    """)
+
+    with pytest.raises(ExpectationSuiteError) as error:
+        run_project(sample_project)
+
+    message = str(error.value)
+    assert (
+        f"The suite 'fleet_frame' in conf/base/expectations/fleet_frame.yml validates pandas DataFrames, "
+        f"but the catalog declares 'fleet_frame' as {dataset_type}, which loads and saves another kind of frame." in message
+    )
+    assert "Remove the suite, or validate a pandas dataset" in message
+    # Refused before the project's own before_pipeline_run hook generated the raw data.
+    assert not (sample_project / "data" / "01_raw").exists()
+
+
+@pytest.mark.parametrize("policy", ["fail", "warn"])
+def test_a_suite_for_data_that_is_no_dataframe_stops_the_run_or_only_warns(
+    sample_project: Path, capture: UDPCapture, caplog: pytest.LogCaptureFixture, policy: str
+) -> None:
+    """metrics is a json.JSONDataset: its type passes the start, its data (a dict) cannot be validated."""
+    disable_mlflow(sample_project)
+    write_suite(sample_project, "metrics", f"""
+        metrics:
+          policy: {policy}
+          expectations:
+            - expect_table_row_count_to_be_between: {{min_value: 1}}
+    """)
+    expected = (
+        "The suite of 'metrics' (conf/base/expectations/metrics.yml) validates pandas DataFrames, but 'metrics' "
+        "was saved by node 'evaluate_model' as a dict. Remove the suite, or validate a dataset that holds a DataFrame."
+    )
+
+    with caplog.at_level(logging.WARNING, logger="kedro_observability"):
+        if policy == "fail":
+            with pytest.raises(ExpectationSuiteError) as error:
+                run_project(sample_project)
+            assert expected in str(error.value)
+        else:
+            run_project(sample_project)
+
+    metrics_file = sample_project / "data" / "08_reporting" / "metrics.json"
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and record.name.startswith("kedro_observability") and "'metrics'" in record.getMessage()
+    ]
+    runs, _ = validation_lines(capture)
+    # The tables with suites were validated; metrics was not, so it is not counted.
+    assert runs == Counter({(dataset, "passed"): 1 for dataset in SUITES})
+    if policy == "fail":
+        assert not metrics_file.exists() and warnings == []
+    else:
+        assert metrics_file.exists()
+        assert warnings == [f"{expected} The suite's policy is warn: the run goes on, 'metrics' unvalidated."]
+
+
+def test_validation_disabled_reads_no_suite_and_validates_nothing(sample_project: Path, capture: UDPCapture) -> None:
+    disable_mlflow(sample_project, "validation:\n  enabled: false\n")
+    # Neither a broken suite nor defective data stops the run: nothing is read or validated.
+    write_suite(sample_project, "broken", "broken:\n  expectations: [{expect_nothing_at_all: {}}]\n")
+    tables = raw_tables()
+    corrupt_companies(tables)
+    write_raw(sample_project, tables)
+
+    run_project(sample_project)
+
+    assert (sample_project / "data" / "08_reporting" / "metrics.json").exists()
+    lines = capture.lines()
+    assert any(line.name == "kedro.node.runs" for line in lines)
+    assert not [line for line in lines if line.name.startswith("kedro.validation.")]
 
 
 # ---- the sample pipeline -----------------------------------------------------------------
@@ -344,6 +533,47 @@ def test_concurrent_validations_each_judge_their_own_data(tmp_path: Path) -> Non
     assert len(verdicts) == 48 and all(good == success for good, success in verdicts)
 
 
+def test_a_load_during_another_threads_validation_waits_and_fails_with_it(tmp_path: Path) -> None:
+    """ThreadRunner: two nodes load one input at once; it is validated once, and under fail
+    the second node gets the first validation's error instead of running on bad data."""
+    suites = load_suites(tmp_path, {"numbers.yml": "numbers:\n  expectations:\n    - expect_column_values_to_be_between: {column: x, min_value: 0}\n"})
+    reporting, release = threading.Event(), threading.Event()
+    reported = []
+
+    def report(outcome, _result) -> None:
+        reported.append((outcome.node, outcome.success))
+        reporting.set()
+        assert release.wait(30)
+
+    validation = ValidationRun(suites, ValidationSettings(), frozenset(), report)
+    errors: dict[str, BaseException] = {}
+
+    def load(node_name: str, frame: pd.DataFrame) -> None:
+        try:
+            validation.check("numbers", frame, "load", node_name)
+        except BaseException as error:  # noqa: BLE001 - kept for the assertions
+            errors[node_name] = error
+
+    first = threading.Thread(target=load, args=("first", pd.DataFrame({"x": [-1, 2]})))
+    first.start()
+    assert reporting.wait(30)
+    second = threading.Thread(target=load, args=("second", pd.DataFrame({"x": [1, 2]})))
+    second.start()
+    second.join(0.5)
+    waited = second.is_alive()
+    release.set()
+    first.join(30)
+    second.join(30)
+
+    assert waited, "the second load did not wait for the validation under way"
+    assert reported == [("first", False)]
+    assert isinstance(errors["first"], DataValidationError) and errors["second"] is errors["first"]
+    assert "Dataset 'numbers' (loaded for node 'first') failed 1 of 1 expectations" in str(errors["first"])
+    # A later save is validated again: outputs are checked before each save.
+    validation.check("numbers", pd.DataFrame({"x": [1]}), "save", "third")
+    assert reported == [("first", False), ("third", True)]
+
+
 def test_validation_makes_no_network_call_writes_no_file_and_shows_no_progress_bar(tmp_path: Path) -> None:
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()
@@ -356,8 +586,8 @@ def test_validation_makes_no_network_call_writes_no_file_and_shows_no_progress_b
         socket.create_connection = socket.getaddrinfo = refuse
         import pandas as pd
         from kedro.config import OmegaConfigLoader
-        from kedro_observability.suites import EXPECTATIONS_CONFIG_PATTERNS, parse_suites, read_suites
-        from kedro_observability.validation import SuiteValidator
+        from kedro_observability.validation.engine import SuiteValidator
+        from kedro_observability.validation.suites import EXPECTATIONS_CONFIG_PATTERNS, parse_suites, read_suites
         loader = OmegaConfigLoader(conf_source={str(REPO / "project" / "conf")!r}, base_env="base", default_run_env="local",
                                    config_patterns={{"expectations": EXPECTATIONS_CONFIG_PATTERNS}})
         validator = SuiteValidator(parse_suites(read_suites(loader)), sample_values=5)
@@ -366,8 +596,12 @@ def test_validation_makes_no_network_call_writes_no_file_and_shows_no_progress_b
         result.to_json_dict()
         print("failed", len(outcome.failures))
     """
+    # A script file, not `python -c`: pyspark, which GX imports when it is installed, takes a
+    # main module without __file__ for its doctests and exits the process with status 0.
+    program = tmp_path / "validate.py"
+    program.write_text(textwrap.dedent(script))
     environment = {"HOME": str(home), "PATH": "/usr/bin:/bin", "KEDRO_DISABLE_TELEMETRY": "true"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=work, env=environment, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, str(program)], check=False, cwd=work, env=environment, capture_output=True, text=True, timeout=120)
 
     assert done.returncode == 0, done.stderr
     # Duplicate id, null and negative price, and the 8 expectations of columns it lacks.

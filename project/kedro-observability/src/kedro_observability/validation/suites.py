@@ -167,15 +167,39 @@ _OTHER_FRAME_LIBRARIES = ("spark", "polars", "dask", "ibis", "snowpark", "daft")
 
 
 def _non_pandas_kind(catalog: CatalogProtocol, dataset: str) -> str | None:
-    """The dataset's type name when it holds Spark, polars, Dask or Ibis data; else None."""
+    """The dataset's type when it holds Spark, polars, Dask or Ibis data; else None.
+
+    The type its catalog entry declares is read as written, without building the dataset:
+    building it imports its library, and a project without pyspark (say) would get an
+    import error here, and no refusal, for a suite that could never pass.
+    """
+    if not _in_catalog(catalog, dataset):
+        return None
+    kind = path = _declared_type(catalog, dataset)
+    if kind is None:
+        try:
+            entry = catalog.get(dataset)
+        except Exception:  # noqa: BLE001 - a catalog that cannot build the entry reports it itself
+            return None
+        if entry is None:
+            return None
+        kind, path = type(entry).__name__, f"{type(entry).__module__}.{type(entry).__name__}"
+    return kind if any(library in path.lower() for library in _OTHER_FRAME_LIBRARIES) else None
+
+
+def _declared_type(catalog: CatalogProtocol, dataset: str) -> str | None:
+    """The ``type`` of the dataset's catalog entry or factory pattern; None without one."""
     try:
-        entry = catalog.get(dataset) if _in_catalog(catalog, dataset) else None
-    except Exception:  # noqa: BLE001 - a catalog that cannot build the entry reports it itself
+        resolver = catalog.config_resolver  # type: ignore[attr-defined]
+        config = resolver.config.get(dataset)
+        if config is None and (resolver.match_dataset_pattern(dataset) or resolver.match_user_catch_all_pattern(dataset)):
+            config = resolver.resolve_pattern(dataset)
+    except Exception:  # noqa: BLE001 - another catalog implementation: its datasets are built instead
         return None
-    if entry is None:
-        return None
-    path = f"{type(entry).__module__}.{type(entry).__name__}".lower()
-    return type(entry).__name__ if any(library in path for library in _OTHER_FRAME_LIBRARIES) else None
+    declared = config.get("type") if isinstance(config, Mapping) else None
+    if isinstance(declared, type):
+        return f"{declared.__module__}.{declared.__qualname__}"
+    return declared if isinstance(declared, str) else None
 
 
 def gx_modules() -> tuple[Any, Any]:
