@@ -154,6 +154,9 @@ class RunLifecycle:
         record = context.record
         if record is not None:
             steps.append(("the run's temporary folder", record.close))
+        validation = context.validation
+        if validation is not None:
+            steps.append(("validation's claim files", validation.close))
         for description, step in steps:
             try:
                 step()

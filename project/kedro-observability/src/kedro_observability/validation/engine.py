@@ -8,9 +8,11 @@ goes on. Each validation is counted in statsd and its full GX result is kept as 
 artifact of the MLflow run.
 
 Outputs of the run are validated before each save and not again when a later node loads
-them. Inputs of the run are validated on their first load in each process (ParallelRunner's
-workers may each validate an input their nodes load). Under ThreadRunner, a node that loads
-an input while another thread validates it waits for that validation, and fails with it.
+them. Inputs of the run are validated once per run, on their first load: under ThreadRunner
+a node that loads an input while another thread validates it waits for that validation and
+fails with it; under ParallelRunner the workers agree through claim files in a folder of the
+run (the first to load an input validates it, the others wait for its verdict), so every
+runner counts the same validations.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import hashlib
 import math
 import os
+import pickle
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kedro_observability.validation.suites import ExpectationSuiteError, SuiteSpec, gx_modules
@@ -173,6 +180,7 @@ class ValidationRun:
         settings: ValidationSettings,
         produced: frozenset[str],
         report: Callable[[ValidationOutcome, Any], None],
+        shared: Path | None = None,
     ) -> None:
         self.settings = settings
         self.produced = produced
@@ -180,13 +188,21 @@ class ValidationRun:
         self.validator = SuiteValidator(suites, settings.sample_values)
         self.lock = threading.Lock()
         self.claims: dict[str, Future] = {}
+        # Created by the main process before any worker forks, so that every worker sees it.
+        self.shared = shared or Path(tempfile.mkdtemp(prefix="kedro-observability-validation-"))
+        self._owner_pid = os.getpid()
 
     def for_this_process(self) -> ValidationRun:
         """This run's validation, rebuilt in a forked ParallelRunner worker: a copied lock may
         be held by a thread that does not exist there. Costs milliseconds; GX is imported."""
         if self.validator.pid == os.getpid():
             return self
-        return ValidationRun(self.validator.suites, self.settings, self.produced, self.report)
+        return ValidationRun(self.validator.suites, self.settings, self.produced, self.report, self.shared)
+
+    def close(self) -> None:
+        """Remove the run's claim files (the main process, once the run has ended)."""
+        if os.getpid() == self._owner_pid:
+            shutil.rmtree(self.shared, ignore_errors=True)
 
     def check(self, dataset: str, data: Any, operation: str, node: str) -> None:
         """Validate ``data`` if ``dataset`` has a suite; raise :class:`DataValidationError` under fail."""
@@ -205,11 +221,71 @@ class ValidationRun:
             claim.result()  # raises the first validation's error, if it failed under fail
             return
         try:
-            self._validate(dataset, data, operation, node)
+            if operation == "save" or self._claim_across_processes(dataset) or not self._shared_verdict(dataset):
+                self._validate_and_publish(dataset, data, operation, node)
         except BaseException as error:
             claim.set_exception(error)
             raise
         claim.set_result(None)
+
+    def _claim_file(self, dataset: str, suffix: str) -> Path:
+        return self.shared / (hashlib.sha1(dataset.encode()).hexdigest() + suffix)
+
+    def _claim_across_processes(self, dataset: str) -> bool:
+        """True if this process is the run's first to load ``dataset``: it validates it."""
+        try:
+            descriptor = os.open(self._claim_file(dataset, ".claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        except OSError:
+            return True  # no shared folder (removed, or not writable): validate here
+        with os.fdopen(descriptor, "w") as claim:
+            claim.write(str(os.getpid()))
+        return True
+
+    def _validate_and_publish(self, dataset: str, data: Any, operation: str, node: str) -> None:
+        if operation != "load":
+            self._validate(dataset, data, operation, node)
+            return
+        verdict: BaseException | None = None
+        try:
+            self._validate(dataset, data, operation, node)
+        except BaseException as error:
+            verdict = error
+            raise
+        finally:
+            self._publish_verdict(dataset, verdict)
+
+    def _publish_verdict(self, dataset: str, verdict: BaseException | None) -> None:
+        try:
+            payload = pickle.dumps(verdict)
+        except Exception:  # noqa: BLE001 - an exception that cannot be pickled travels as text
+            payload = pickle.dumps(DataValidationError(str(verdict)))
+        temporary = self._claim_file(dataset, f".{os.getpid()}.{threading.get_ident()}")
+        try:
+            temporary.write_bytes(payload)
+            temporary.replace(self._claim_file(dataset, ".verdict"))
+        except OSError:
+            pass  # the run has ended and removed the folder: nobody waits any more
+
+    def _shared_verdict(self, dataset: str) -> bool:
+        """Wait for the process that validates ``dataset`` and share its outcome (raise its
+        error under fail); False if that process died without a verdict: validate here."""
+        verdict_file, claim_file = self._claim_file(dataset, ".verdict"), self._claim_file(dataset, ".claim")
+        while not verdict_file.exists():
+            try:
+                claimer = claim_file.read_text()
+                if claimer:  # empty for the instant between creating the claim and writing it
+                    os.kill(int(claimer), 0)
+            except (ProcessLookupError, FileNotFoundError):
+                return verdict_file.exists() and self._shared_verdict(dataset)
+            except PermissionError:
+                pass
+            time.sleep(0.005)
+        verdict = pickle.loads(verdict_file.read_bytes())
+        if verdict is not None:
+            raise verdict
+        return True
 
     def _validate(self, dataset: str, data: Any, operation: str, node: str) -> None:
         try:
