@@ -21,7 +21,7 @@ def fingerprint_raw_data(companies: str, shuttles: str, reviews: str) -> dict[st
         if not isinstance(path, str):
             raise TypeError(
                 f"fingerprint_raw_data expected the file path of '{name}' but got a "
-                f"{type(path).__name__}: is InputPathHook in settings.HOOKS and '{name}' "
+                f"{type(path).__name__}: is the kedro-observability plugin on and '{name}' "
                 "listed under input_paths.fingerprint_raw_data in observability.yml?"
             )
         digest = hashlib.sha256()
