@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from kedro_observability.names import sanitize_name
 from kedro_observability.identity import RunInfo
 from kedro_observability.settings import MlflowSettings
+from kedro_observability.tracking.local_store import store_lock, store_remedy
 from kedro_observability.tracking.params import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_AND_TAGS_PER_BATCH,
@@ -67,9 +68,11 @@ def open_run(
     from mlflow import MlflowClient
 
     try:
-        client = MlflowClient(tracking_uri=uri)
         local_default = not settings.tracking_uri
-        experiment_id = _experiment_id(client, settings.experiment_name or run.project, uri, project_path if local_default else None)
+        # Opening a SQLite store creates and migrates it: one process at a time.
+        with store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            experiment_id = _experiment_id(client, settings.experiment_name or run.project, uri, project_path if local_default else None)
         tags = {
             "kedro.run_id": run.run_id,
             "kedro.pipeline": run.pipeline,
@@ -136,7 +139,7 @@ def unavailable_message(uri: str, reason: str) -> str:
             "runs, or unset both to track to a local SQLite file inside the project."
         )
     else:
-        remedy = "Check that its folder exists and is writable, or set MLFLOW_TRACKING_URI to a running MLflow server."
+        remedy = store_remedy(uri, reason)
     return (
         f"MLflow tracking at {uri} is not available: {reason}. {remedy} To run on without "
         "tracking when MLflow is down, set mlflow.on_unavailable: warn in observability.yml."

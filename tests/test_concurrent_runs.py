@@ -1,0 +1,126 @@
+"""Several `kedro run` started at once on a project with no MLflow store yet: every one succeeds
+and gets its run (the store is created and migrated under a lock); a store that cannot be
+opened is explained by what is wrong with it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import run_project
+from kedro_observability.tracking.run import MlflowTrackingError
+
+PACKAGE = "tiny_concurrent"
+ROUNDS = 3
+RUNS_PER_ROUND = 4
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+
+def make_tiny_project(project: Path) -> Path:
+    """One node reading one parameter; MLflow on with the default store (mlflow.db in the project)."""
+    _write(project / "pyproject.toml", f"""
+        [tool.kedro]
+        package_name = "{PACKAGE}"
+        project_name = "tiny"
+        kedro_init_version = "1.7.0"
+        source_dir = "src"
+    """)
+    _write(project / "src" / PACKAGE / "__init__.py", "")
+    _write(project / "src" / PACKAGE / "settings.py", "")
+    _write(project / "src" / PACKAGE / "pipeline_registry.py", """
+        from kedro.pipeline import Pipeline, node
+
+
+        def double(x: int) -> int:
+            return 2 * x
+
+
+        def register_pipelines() -> dict[str, Pipeline]:
+            return {"__default__": Pipeline([node(double, "params:x", "y", name="double")])}
+    """)
+    _write(project / "conf" / "base" / "parameters.yml", "x: 3\n")
+    _write(project / "conf" / "base" / "catalog.yml", "{}\n")
+    _write(project / "conf" / "base" / "observability.yml", """
+        statsd: {enabled: false}
+        memory: {enabled: false}
+        validation: {enabled: false}
+        mlflow: {enabled: true, tracking_uri: null}
+    """)
+    (project / "conf" / "local").mkdir()
+    return project
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Path:
+    return make_tiny_project(tmp_path / "tiny")
+
+
+def _environment(project: Path) -> dict[str, str]:
+    environment = {key: value for key, value in os.environ.items() if key not in {"MLFLOW_TRACKING_URI", "STATSD_HOST", "STATSD_PORT"}}
+    environment.update(
+        PYTHONPATH=str(project / "src"),
+        KEDRO_DISABLE_TELEMETRY="true",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        COLUMNS="400",  # one log line per message, so that the run id is found in it
+    )
+    return environment
+
+
+def test_four_first_runs_at_once_all_succeed_and_each_gets_its_run(tmp_path: Path) -> None:
+    kedro = Path(sys.executable).with_name("kedro")
+    for round_number in range(1, ROUNDS + 1):
+        # A fresh project each round: no mlflow.db yet.
+        project = make_tiny_project(tmp_path / f"round-{round_number}")
+        processes = [
+            subprocess.Popen([str(kedro), "run"], cwd=project, env=_environment(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for _ in range(RUNS_PER_ROUND)
+        ]
+        outputs = [process.communicate(timeout=120)[0] for process in processes]
+        failures = [output[-3000:] for process, output in zip(processes, outputs) if process.returncode != 0]
+        assert not failures, f"round {round_number}: {len(failures)} of {RUNS_PER_ROUND} runs failed:\n" + "\n---\n".join(failures)
+        logged = [re.findall(r"MLflow run ([0-9a-f]{32}) logged at", output) for output in outputs]
+        assert all(len(ids) == 1 for ids in logged), f"round {round_number}: {logged}"
+        # A plain client opens the store afterwards, and finds one finished run per process.
+        client = MlflowClient(f"sqlite:///{(project / 'mlflow.db').as_posix()}")
+        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+        runs = client.search_runs(experiments)
+        assert sorted(run.info.run_id for run in runs) == sorted(ids[0] for ids in logged)
+        assert {run.info.status for run in runs} == {"FINISHED"}
+        assert len({run.data.tags["kedro.run_id"] for run in runs}) == RUNS_PER_ROUND
+        assert {run.data.params["x"] for run in runs} == {"3"}
+
+
+def test_a_store_that_is_not_a_database_is_not_blamed_on_the_folder(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.syspath_prepend(str(tiny_project / "src"))
+    (tiny_project / "mlflow.db").write_bytes(b"this is not an SQLite file " * 100)
+
+    with pytest.raises(MlflowTrackingError) as raised:
+        run_project(tiny_project)
+
+    message = str(raised.value)
+    assert "mlflow.db" in message and "not a database" in message, message
+    assert "writable" not in message, message
+    assert "mlflow db upgrade" in message and "move" in message, message
+
+
+def test_a_store_whose_folder_cannot_be_made_says_to_check_the_folder(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_project)
+    monkeypatch.syspath_prepend(str(tiny_project / "src"))
+    missing = tiny_project / "pyproject.toml" / "mlflow.db"  # a folder that cannot be created
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing.as_posix()}")
+
+    with pytest.raises(MlflowTrackingError, match=r"Check that the folder of .*pyproject.toml.* exists and is writable"):
+        run_project(tiny_project)
