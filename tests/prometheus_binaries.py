@@ -63,6 +63,32 @@ def find(name: str) -> tuple[str, tuple[int, int, int]]:
     )
 
 
+# Debian builds Alertmanager without its embedded templates: the binary reads them from the
+# package's data folder, an absolute path compiled in, and refuses every config without them
+# ("failed to parse templates: open .../default.tmpl"). amtool does not need them.
+DEBIAN_ALERTMANAGER_DATA = Path("/usr/share/prometheus/alertmanager")
+DEBIAN_ALERTMANAGER_TEMPLATES = ("default.tmpl", "email.tmpl")
+
+
+def is_debian_build(path: str) -> bool:
+    result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    return "debian" in (result.stdout + result.stderr).lower()
+
+
 def path(name: str) -> str:
-    """The path of an acceptable ``name`` binary (see :func:`find`)."""
-    return find(name)[0]
+    """The path of an acceptable ``name`` binary (see :func:`find`); for Debian's alertmanager,
+    only once the package's templates are where it reads them."""
+    binary = find(name)[0]
+    if name == "alertmanager" and is_debian_build(binary):
+        missing = [file for file in DEBIAN_ALERTMANAGER_TEMPLATES if not (DEBIAN_ALERTMANAGER_DATA / file).is_file()]
+        if missing:
+            pytest.fail(
+                f"{binary} is Debian's build, which reads its templates from {DEBIAN_ALERTMANAGER_DATA}/ and "
+                f"cannot start without {', '.join(missing)}. They are in Debian's prometheus-alertmanager "
+                f"package; if tests/tools/install-prometheus.sh did not put them there, copy them from it: "
+                f"bash tests/tools/fetch-debian-package.sh sid /tmp/am prometheus-alertmanager && sudo install "
+                f"-D -m 0644 -t {DEBIAN_ALERTMANAGER_DATA} /tmp/am/prometheus-alertmanager{DEBIAN_ALERTMANAGER_DATA}/"
+                f"{{default,email}}.tmpl (or point $ALERTMANAGER at an upstream build, which embeds them).",
+                pytrace=False,
+            )
+    return binary

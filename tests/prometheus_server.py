@@ -20,26 +20,48 @@ from local_servers import free_port, wait_until_answering
 REPO = Path(__file__).resolve().parent.parent
 
 
-def config_for_tests(statsd_exporter_address: str, own_address: str, interval: str = "1s") -> dict[str, Any]:
-    """The stack's prometheus.yml with the test's addresses, a fast interval and the repo's rules."""
+def config_for_tests(
+    statsd_exporter_address: str,
+    own_address: str,
+    interval: str = "1s",
+    alertmanager_address: str | None = None,
+    rules_dir: Path = REPO / "prometheus" / "rules",
+) -> dict[str, Any]:
+    """The stack's prometheus.yml with the test's addresses, a fast interval and the repo's rules.
+
+    Alerts go to ``alertmanager_address`` when given; otherwise the stack's Alertmanager is
+    left out (alerting and its scrape job), as nothing would answer there.
+    """
     config = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
     config["global"].update(scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval)
-    config["rule_files"] = [str(REPO / "prometheus" / "rules" / "*.yml")]
+    config["rule_files"] = [str(rules_dir / "*.yml")]
+    if alertmanager_address is None:
+        config.pop("alerting", None)
+        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] != "alertmanager"]
+    else:
+        for alertmanagers in config["alerting"]["alertmanagers"]:
+            alertmanagers["static_configs"] = [{"targets": [alertmanager_address]}]
+    targets = {"statsd-exporter": statsd_exporter_address, "alertmanager": alertmanager_address}
     for job in config["scrape_configs"]:
-        target = statsd_exporter_address if job["job_name"] == "statsd-exporter" else own_address
-        job["static_configs"] = [{"targets": [target]}]
+        job["static_configs"] = [{"targets": [targets.get(job["job_name"]) or own_address]}]
     return config
 
 
 class PrometheusServer:
     """Start, query and stop one Prometheus process."""
 
-    def __init__(self, workdir: Path, statsd_exporter_address: str) -> None:
+    def __init__(
+        self, workdir: Path, statsd_exporter_address: str, alertmanager_address: str | None = None, rules_dir: Path | None = None
+    ) -> None:
         binary = prometheus_binaries.path("prometheus")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config_path = workdir / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config_for_tests(statsd_exporter_address, f"127.0.0.1:{self.port}")))
+        config = config_for_tests(
+            statsd_exporter_address, f"127.0.0.1:{self.port}", alertmanager_address=alertmanager_address,
+            rules_dir=rules_dir or REPO / "prometheus" / "rules",
+        )
+        config_path.write_text(yaml.safe_dump(config))
         self._log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
             [
