@@ -32,6 +32,11 @@ REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
 PROVISIONING = REPO / "grafana" / "provisioning"
 DATASOURCE_FILE = PROVISIONING / "datasources" / "prometheus.yml"
+ALERTMANAGER_DATASOURCE_FILE = PROVISIONING / "datasources" / "alertmanager.yml"
+# Alertmanager's own metrics (Prometheus' `alertmanager` job) that overview panels show. The
+# populated stack has no Alertmanager; tests/test_alertmanager.py checks those panels against
+# a real one (test_the_overview_shows_what_a_real_alertmanager_holds).
+ALERTMANAGER_METRICS = {"alertmanager_alerts", "alertmanager_silences", "alertmanager_notifications_total", "alertmanager_notifications_failed_total"}
 PROVIDER_FILE = PROVISIONING / "dashboards" / "kedro.yml"
 MLFLOW_URL = "http://127.0.0.1:5000"
 DASHBOARD_FILES = {"kedro-overview": "kedro-overview.json", "kedro-nodes": "kedro-nodes.json", "kedro-datasets": "kedro-datasets.json"}
@@ -215,6 +220,24 @@ def test_datasource_provisioning() -> None:
     assert datasource["access"] == "proxy"
     scrape_interval = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())["global"]["scrape_interval"]
     assert datasource["jsonData"]["timeInterval"] == scrape_interval, "$__rate_interval is derived from it"
+    assert datasource["jsonData"]["alertmanagerUid"] == "alertmanager"
+
+
+def test_alertmanager_datasource_provisioning() -> None:
+    """The stack's Alertmanager, for Grafana's Alerting pages (alert groups, silences)."""
+    config = yaml.safe_load(ALERTMANAGER_DATASOURCE_FILE.read_text())
+    assert config["apiVersion"] == 1
+    [datasource] = config["datasources"]
+    assert (datasource["uid"], datasource["type"], datasource["access"]) == ("alertmanager", "alertmanager", "proxy")
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert "alertmanager" in services
+    targets = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert datasource["url"] == f"http://{targets[0]}", "Grafana reads the Alertmanager Prometheus sends to"
+    assert datasource["isDefault"] is False, "Prometheus stays the default datasource"
+    assert datasource["jsonData"] == {"implementation": "prometheus", "handleGrafanaManagedAlerts": False}
+    # The overview's "Silences" link picks this datasource by name.
+    links = [link["url"] for link in dashboards()["kedro-overview"]["links"] if link.get("type") == "link"]
+    assert f"/alerting/silences?alertmanager={datasource['name']}" in links
 
 
 def compose_mounts(service: str) -> dict[str, Path]:
@@ -313,7 +336,7 @@ def test_dashboard_links_to_mlflow(uid: str) -> None:
 
 
 def test_queries_use_contract_metrics_and_rate_intervals() -> None:
-    known = contract_metrics() | recorded_series() | {"ALERTS"}
+    known = contract_metrics() | recorded_series() | {"ALERTS"} | ALERTMANAGER_METRICS
     for uid, title, ref, _, query in all_targets():
         expr = query["expr"]
         without_strings = re.sub(r'"[^"]*"', '""', expr)
@@ -350,13 +373,15 @@ def evaluate_until_data(api: PrometheusApi, expr: str, instant: bool, timeout: f
 
 
 TARGETS = all_targets()
+# Every query of the populated stack's Prometheus, which scrapes no Alertmanager.
+KEDRO_TARGETS = [each for each in TARGETS if not ALERTMANAGER_METRICS & set(re.findall(r"\w+", each[4]["expr"]))]
 
 
 @pytest.mark.parametrize("variables", ["all", "values"])
 @pytest.mark.parametrize(
     "uid, title, ref, item, query",
-    TARGETS,
-    ids=[f"{uid}/{title}/{ref}" for uid, title, ref, _, _ in TARGETS],
+    KEDRO_TARGETS,
+    ids=[f"{uid}/{title}/{ref}" for uid, title, ref, _, _ in KEDRO_TARGETS],
 )
 def test_panel_query_returns_data_from_real_runs(api: PrometheusApi, uid: str, title: str, ref: str, item: dict, query: dict, variables: str) -> None:
     values = resolve_variables(api, dashboards()[uid], all_values=variables == "all")

@@ -33,6 +33,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 MLFLOW_URL = "http://127.0.0.1:5000"
+ALERTMANAGER_URL = "http://127.0.0.1:9093"
+# Grafana's own alerting pages for the provisioned Alertmanager datasource (picked by its name,
+# grafana/provisioning/datasources/alertmanager.yml): alert groups, and silences to add or expire.
+GRAFANA_SILENCES_PATH = "/alerting/silences?alertmanager=Alertmanager"
 SCHEMA_VERSION = 41
 TAGS = ["kedro", "kedro-observability-stack"]
 
@@ -235,7 +239,12 @@ VARIABLES = {
 }
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[str], panels: list[dict[str, Any]]) -> dict[str, Any]:
+def link(title: str, url: str, tooltip: str) -> dict[str, Any]:
+    return {"icon": "external link", "targetBlank": True, "title": title, "tooltip": tooltip, "type": "link", "url": url}
+
+
+def dashboard(uid: str, title: str, description: str, variables: list[str], panels: list[dict[str, Any]],
+              links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     for number, item in enumerate(panels, start=1):
         item["id"] = number
     return {
@@ -258,14 +267,8 @@ def dashboard(uid: str, title: str, description: str, variables: list[str], pane
         "graphTooltip": 1,
         "id": None,
         "links": [
-            {
-                "icon": "external link",
-                "targetBlank": True,
-                "title": "MLflow UI",
-                "tooltip": "Runs, parameters, models and validation reports of every kedro run",
-                "type": "link",
-                "url": MLFLOW_URL,
-            },
+            link("MLflow UI", MLFLOW_URL, "Runs, parameters, models and validation reports of every kedro run"),
+            *(links or []),
             {
                 "asDropdown": True,
                 "includeVars": True,
@@ -409,6 +412,53 @@ def overview() -> dict[str, Any]:
             stepped=True,
             no_value="No alert firing",
         ),
+        # What Alertmanager (alertmanager/alertmanager.yml) does with the alerts, from its own
+        # metrics (Prometheus' `alertmanager` job). They carry no project label: all projects.
+        stat(
+            "Alerts in Alertmanager",
+            "Alerts Alertmanager holds now, for every project (alertmanager_alerts): active ones are "
+            "notified; suppressed ones are silenced or inhibited (a pipeline's staleness alert while "
+            "its failure fires). Alert groups and silences: Alertmanager's UI (port 9093) or Grafana's "
+            "Alerting pages with the Alertmanager datasource.",
+            "short",
+            [target("sum by (state) (alertmanager_alerts)", "{{state}}", instant=True)],
+            (0, 33, 8, 6),
+            steps=thresholds((None, "green"), (1, "orange")),
+            no_value="Alertmanager not scraped",
+        ),
+        stat(
+            "Silences",
+            "Silences in Alertmanager (alertmanager_silences): active ones mute matching alerts now, "
+            "pending ones start later. Add or expire them in Grafana (Alerting, Silences, Alertmanager) "
+            "or in Alertmanager's UI.",
+            "short",
+            [target('sum by (state) (alertmanager_silences{state=~"active|pending"})', "{{state}}", instant=True)],
+            (8, 33, 8, 6),
+            steps=thresholds((None, "green"), (1, "blue")),
+            no_value="Alertmanager not scraped",
+        ),
+        stat(
+            "Notifications",
+            "Notifications Alertmanager attempted in the selected time range, and failed attempts "
+            "(alertmanager_notifications_total, alertmanager_notifications_failed_total; every "
+            "receiver). A failure means an alert reached nobody through that receiver: see "
+            "`docker compose logs alertmanager` (wrong Slack URL, SMTP password, ...).",
+            "short",
+            [
+                target("sum(increase(alertmanager_notifications_total[$__range]))", "attempted", "A", instant=True),
+                target("sum(increase(alertmanager_notifications_failed_total[$__range]))", "failed", "B", instant=True),
+            ],
+            (16, 33, 8, 6),
+            steps=thresholds((None, "blue")),
+            overrides=[
+                {
+                    "matcher": {"id": "byName", "options": "failed"},
+                    "properties": [{"id": "thresholds", "value": thresholds((None, "green"), (1, "red"))}],
+                }
+            ],
+            no_value="Alertmanager not scraped",
+            extra_defaults={"decimals": 0},
+        ),
     ]
     return dashboard(
         "kedro-overview",
@@ -416,6 +466,10 @@ def overview() -> dict[str, Any]:
         "Kedro pipeline runs: status, freshness, duration, failures, data quality and alerts.",
         ["project", "pipeline", "dataset"],
         panels,
+        links=[
+            link("Alertmanager UI", ALERTMANAGER_URL, "Active alerts, their groups and silences (alertmanager/alertmanager.yml)"),
+            link("Silences", GRAFANA_SILENCES_PATH, "Grafana's Alerting pages for the stack's Alertmanager: add or expire silences"),
+        ],
     )
 
 
