@@ -381,6 +381,8 @@ def test_every_variable_is_documented_in_the_env_example() -> None:
     used = set()
     for file in (COMPOSE_FILE, HOST_STATSD_FILE):
         used |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", file.read_text()))
+    # Secrets read from the environment (the alert receivers'), which .env fills in too.
+    used |= {secret["environment"] for secret in resolved().get("secrets", {}).values() if "environment" in secret}
     documented = env_example_values()
     assert used - set(documented) == set(), "variables missing from .env.example"
     assert set(documented) - used == set(), ".env.example documents variables nothing reads"
@@ -388,6 +390,28 @@ def test_every_variable_is_documented_in_the_env_example() -> None:
     for index, line in enumerate(lines):
         if re.match(r"^[A-Z][A-Z0-9_]*=", line):
             assert lines[index - 1].startswith("#"), f".env.example: {line} has no comment above it"
+
+
+def test_mlflow_client_and_server_are_the_same_version() -> None:
+    """The MLflow client the project pins, the range the plugin allows, the installed client and
+    every service on the MLflow image (the server, and alert-log which runs on its Python)."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pinned = mlflow_requirement()
+    images = {service: config["image"] for service, config in resolved()["services"].items() if split_image(config.get("image", ""))[0] == "ghcr.io/mlflow/mlflow"}
+    assert "mlflow" in images
+    assert {service: split_image(image)[1] for service, image in images.items()} == {service: f"v{pinned}" for service in images}, (
+        f"project/requirements.txt pins mlflow=={pinned}; docker-compose.yml runs {images}"
+    )
+    pyproject = (REPO / "project" / "kedro-observability" / "pyproject.toml").read_text()
+    ranges = [Requirement(each) for each in re.findall(r'"(mlflow[<>=!~][^"]*)"', pyproject)]
+    assert ranges, "the plugin's pyproject.toml declares no mlflow requirement"
+    for requirement in ranges:
+        assert Version(pinned) in requirement.specifier, f"the plugin's {requirement} excludes the pinned mlflow {pinned}"
+    import importlib.metadata
+
+    assert importlib.metadata.version("mlflow") == pinned, "the venv's MLflow is not the pinned one"
 
 
 def test_dot_env_is_ignored_by_git() -> None:
