@@ -34,7 +34,10 @@ def config_documents(config_loader: Any, key: str) -> list[tuple[Path, Any]]:
             if not any(fnmatch.fnmatch(relative.rsplit(".", 1)[0], p) or fnmatch.fnmatch(relative, p) for p in patterns):
                 continue
             try:
-                documents.append((candidate, yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}))
+                content = yaml.safe_load(candidate.read_text(encoding="utf-8"))
             except (OSError, yaml.YAMLError):
                 continue
+            # An empty file is an empty mapping; any other top level (a list, a number) is kept
+            # as it is, for the caller to refuse by name.
+            documents.append((candidate, {} if content is None else content))
     return documents

@@ -106,6 +106,11 @@ class MlflowSettings:
             return {"request_max_retries": f"must be 0 or more, got {self.request_max_retries}"}
         if self.input_example_rows < 1:
             return {"input_example_rows": f"must be 1 or more, got {self.input_example_rows}"}
+        if not self.model_name.strip():
+            return {"model_name": "must name the logged model, got an empty string"}
+        for name in ("experiment_name", "registered_model_name"):
+            if getattr(self, name) is not None and not getattr(self, name).strip():
+                return {name: "must be a name, or null for the default; got an empty string"}
         return {}
 
 
@@ -136,6 +141,8 @@ class ObservabilitySettings:
     input_paths: dict[str, list[str]] = field(default_factory=dict)
     """Node name -> names of the inputs that the node receives as file paths."""
 
+
+_SECTIONS = [f.name for f in dataclasses.fields(ObservabilitySettings)]
 
 # Contract: these environment variables win over observability.yml.
 ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -187,6 +194,7 @@ def _read_config(config_loader: Any) -> Mapping[str, Any]:
     # Imported here so that the settings can be parsed without Kedro installed.
     from kedro.config import MissingConfigException
 
+    _refuse_non_mapping_files(config_loader)
     try:
         return config_loader[CONFIG_KEY] or {}
     except KeyError:
@@ -209,6 +217,17 @@ def _read_config(config_loader: Any) -> Mapping[str, Any]:
             "input_paths) to their keys; `kedro observability init --force` writes a valid file."
         ) from None
     return {}
+
+
+def _refuse_non_mapping_files(config_loader: Any) -> None:
+    """Name the file whose top level is not a mapping, before OmegaConf fails on it namelessly."""
+    for path, content in config_documents(config_loader, CONFIG_KEY):
+        if not isinstance(content, Mapping):
+            raise SettingsError(
+                f"The top level of {path} must be a mapping of sections ({', '.join(_SECTIONS)}) "
+                f"to their keys, got {_describe(content)}. Write it as `statsd:`, `mlflow:`, ... at "
+                "the start of a line; `kedro observability init --force` writes a valid file."
+            )
 
 
 def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:

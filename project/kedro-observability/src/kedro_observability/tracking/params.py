@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,8 +43,43 @@ def mlflow_key(name: str) -> str:
     return key
 
 
-def _short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:8]
+def _short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:length]
+
+
+def unique_mlflow_keys(names: Iterable[str]) -> dict[str, str]:
+    """Name -> its MLflow key, no two names sharing one, whatever order the names come in.
+
+    Names that :func:`mlflow_key` makes alike (``a%b``, ``a&b`` and ``a_b`` all give ``a_b``):
+    the name that already is that key keeps it, the others get ``_`` and 8 hex digits of
+    their name's SHA-1 (``a_b_<hash>``); with no such name, all of them do. A name that
+    collides with no other keeps its plain key.
+    """
+    ordered = sorted(set(names))
+    claims: dict[str, list[str]] = {}
+    for name in ordered:
+        claims.setdefault(mlflow_key(name), []).append(name)
+    keys: dict[str, str] = {}
+    renamed: list[str] = []
+    for key, claimants in claims.items():
+        if len(claimants) == 1:
+            keys[claimants[0]] = key
+            continue
+        for name in claimants:
+            if name == key:
+                keys[name] = key
+            else:
+                renamed.append(name)
+    taken = set(keys.values())
+    for name in sorted(renamed):
+        # A suffixed key that another name already holds (never seen but possible): a longer hash.
+        for length in (8, 12, 16, 40):
+            key = mlflow_key(f"{name}_{_short_hash(name, length)}")
+            if key not in taken:
+                break
+        keys[name] = key
+        taken.add(key)
+    return keys
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -84,20 +119,18 @@ class LoggableParams:
 
 
 def loggable_params(flat: Mapping[str, Any], policy: Literal["truncate", "tag", "fail"]) -> LoggableParams:
-    """Keys made valid and unique, and values over MLflow's limit handled by ``policy``.
+    """Keys made valid and unique (:func:`unique_mlflow_keys`), and values over MLflow's limit
+    handled by ``policy``.
 
     ``truncate`` cuts the value to 6000 characters; ``tag`` logs it as the tag
     ``kedro.param.<key>`` instead (tags hold 8000 characters; cut beyond that); ``fail`` raises
     :class:`ParameterTooLongError`. Every long value is reported in one warning.
     """
     result = LoggableParams()
-    used: dict[str, str] = {}
+    keys = unique_mlflow_keys(flat)
     notes: list[str] = []
     for name, value in flat.items():
-        key = mlflow_key(name)
-        if used.get(key, name) != name:  # two names that differ only in refused characters
-            key = mlflow_key(f"{name}_{_short_hash(name)}")
-        used[key] = name
+        key = keys[name]
         text = param_text(value)
         if len(text) <= MAX_PARAM_VALUE_LENGTH:
             result.params[key] = text
@@ -108,7 +141,7 @@ def loggable_params(flat: Mapping[str, Any], policy: Literal["truncate", "tag", 
                 "observability.yml to 'truncate' (cut it) or 'tag' (log it as a tag)."
             )
         elif policy == "tag":
-            tag = mlflow_key(f"kedro.param.{name}")
+            tag = mlflow_key(f"kedro.param.{key}")
             result.tags[tag] = text[:MAX_TAG_VALUE_LENGTH]
             kept = "all of it" if len(text) <= MAX_TAG_VALUE_LENGTH else f"the first {MAX_TAG_VALUE_LENGTH}"
             notes.append(f"'{name}' ({len(text)} characters) went to the tag '{tag}', which keeps {kept}")
