@@ -21,10 +21,11 @@ setup: system-deps venv
 # Into .tools/, from Debian packages unpacked without installing them (tests/tools/):
 # Prometheus 3.x, promtool, Alertmanager and amtool from sid (the tests run the real servers,
 # on the major docker-compose.yml pins; Debian 12's Prometheus is 2.42), and Compose v2 from
-# trixie to validate docker-compose.yml without a Docker engine.
+# trixie to validate docker-compose.yml without a Docker engine. A Java runtime for pyspark.
 system-deps:
 	@bash tests/tools/install-prometheus.sh
 	@bash tests/tools/install-compose.sh
+	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends default-jre-headless; }
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
