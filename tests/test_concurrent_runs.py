@@ -4,86 +4,59 @@ opened is explained by what is wrong with it."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from conftest import run_project
+from tiny_project import make_tiny_project, subprocess_environment
 from kedro_observability.tracking.run import MlflowTrackingError
 
 PACKAGE = "tiny_concurrent"
 ROUNDS = 3
 RUNS_PER_ROUND = 4
 
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+REGISTRY = """
+    from kedro.pipeline import Pipeline, node
 
 
-def make_tiny_project(project: Path) -> Path:
-    """One node reading one parameter; MLflow on with the default store (mlflow.db in the project)."""
-    _write(project / "pyproject.toml", f"""
-        [tool.kedro]
-        package_name = "{PACKAGE}"
-        project_name = "tiny"
-        kedro_init_version = "1.7.0"
-        source_dir = "src"
-    """)
-    _write(project / "src" / PACKAGE / "__init__.py", "")
-    _write(project / "src" / PACKAGE / "settings.py", "")
-    _write(project / "src" / PACKAGE / "pipeline_registry.py", """
-        from kedro.pipeline import Pipeline, node
+    def double(x: int) -> int:
+        return 2 * x
 
 
-        def double(x: int) -> int:
-            return 2 * x
+    def register_pipelines() -> dict[str, Pipeline]:
+        return {"__default__": Pipeline([node(double, "params:x", "y", name="double")])}
+"""
+
+# MLflow on with the default store: mlflow.db in the project.
+OBSERVABILITY = """
+    statsd: {enabled: false}
+    memory: {enabled: false}
+    validation: {enabled: false}
+    mlflow: {enabled: true, tracking_uri: null}
+"""
 
 
-        def register_pipelines() -> dict[str, Pipeline]:
-            return {"__default__": Pipeline([node(double, "params:x", "y", name="double")])}
-    """)
-    _write(project / "conf" / "base" / "parameters.yml", "x: 3\n")
-    _write(project / "conf" / "base" / "catalog.yml", "{}\n")
-    _write(project / "conf" / "base" / "observability.yml", """
-        statsd: {enabled: false}
-        memory: {enabled: false}
-        validation: {enabled: false}
-        mlflow: {enabled: true, tracking_uri: null}
-    """)
-    (project / "conf" / "local").mkdir()
-    return project
+def make_project(folder: Path) -> Path:
+    return make_tiny_project(folder, PACKAGE, REGISTRY, OBSERVABILITY, parameters="x: 3\n")
 
 
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Path:
-    return make_tiny_project(tmp_path / "tiny")
-
-
-def _environment(project: Path) -> dict[str, str]:
-    environment = {key: value for key, value in os.environ.items() if key not in {"MLFLOW_TRACKING_URI", "STATSD_HOST", "STATSD_PORT"}}
-    environment.update(
-        PYTHONPATH=str(project / "src"),
-        KEDRO_DISABLE_TELEMETRY="true",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        COLUMNS="400",  # one log line per message, so that the run id is found in it
-    )
-    return environment
+    return make_project(tmp_path / "tiny")
 
 
 def test_four_first_runs_at_once_all_succeed_and_each_gets_its_run(tmp_path: Path) -> None:
     kedro = Path(sys.executable).with_name("kedro")
     for round_number in range(1, ROUNDS + 1):
         # A fresh project each round: no mlflow.db yet.
-        project = make_tiny_project(tmp_path / f"round-{round_number}")
+        project = make_project(tmp_path / f"round-{round_number}")
         processes = [
-            subprocess.Popen([str(kedro), "run"], cwd=project, env=_environment(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen([str(kedro), "run"], cwd=project, env=subprocess_environment(project), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(RUNS_PER_ROUND)
         ]
         outputs = [process.communicate(timeout=120)[0] for process in processes]

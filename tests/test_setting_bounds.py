@@ -5,13 +5,13 @@ sanitise alike keep distinct, deterministic names in a real MLflow store."""
 from __future__ import annotations
 
 import hashlib
-import textwrap
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from conftest import run_project
+from tiny_project import make_tiny_project
 from kedro_observability.settings import SettingsError
 
 LOCAL_FILE = Path("conf") / "local" / "observability.yml"
@@ -90,44 +90,30 @@ def test_a_file_whose_top_level_is_not_a_mapping_is_named(sample_project: Path, 
 
 PACKAGE = "tiny_bounds"
 
+REGISTRY = """
+    from kedro.pipeline import Pipeline, node
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+    def count(options: dict) -> int:
+        return len(options)
+
+
+    def register_pipelines() -> dict[str, Pipeline]:
+        return {"__default__": Pipeline([node(count, "params:options", "n", name="count")])}
+"""
+
+OBSERVABILITY = """
+    statsd: {enabled: false}
+    memory: {enabled: false}
+    validation: {enabled: false}
+    mlflow: {enabled: true, tracking_uri: null, experiment_name: options}
+"""
 
 
 @pytest.fixture
 def options_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """One node consuming ``params:options``; MLflow on, to the default store in the project."""
-    project = tmp_path / "options"
-    _write(project / "pyproject.toml", f"""
-        [tool.kedro]
-        package_name = "{PACKAGE}"
-        project_name = "options"
-        kedro_init_version = "1.7.0"
-        source_dir = "src"
-    """)
-    _write(project / "src" / PACKAGE / "__init__.py", "")
-    _write(project / "src" / PACKAGE / "settings.py", "")
-    _write(project / "src" / PACKAGE / "pipeline_registry.py", """
-        from kedro.pipeline import Pipeline, node
-
-
-        def count(options: dict) -> int:
-            return len(options)
-
-
-        def register_pipelines() -> dict[str, Pipeline]:
-            return {"__default__": Pipeline([node(count, "params:options", "n", name="count")])}
-    """)
-    _write(project / "conf" / "base" / "catalog.yml", "{}\n")
-    _write(project / "conf" / "base" / "observability.yml", """
-        statsd: {enabled: false}
-        memory: {enabled: false}
-        validation: {enabled: false}
-        mlflow: {enabled: true, tracking_uri: null, experiment_name: options}
-    """)
-    (project / "conf" / "local").mkdir()
+    project = make_tiny_project(tmp_path / "options", PACKAGE, REGISTRY, OBSERVABILITY)
     monkeypatch.chdir(project)
     monkeypatch.syspath_prepend(str(project / "src"))
     for variable in ("MLFLOW_TRACKING_URI", "STATSD_HOST", "STATSD_PORT"):
