@@ -43,6 +43,8 @@ HOOK_LINES = {
     "kedro.pipeline.duration,project=demo,pipeline=__default__:1234.567890|ms": "kedro_pipeline_duration_seconds",
     "kedro.pipeline.last_success_timestamp,project=demo,pipeline=__default__:1732650000|g":
         "kedro_pipeline_last_success_timestamp_seconds",
+    "kedro.pipeline.last_failure_timestamp,project=demo,pipeline=__default__:1732650100|g":
+        "kedro_pipeline_last_failure_timestamp_seconds",
     "kedro.node.duration,project=demo,pipeline=__default__,node=split_data:12.500000|ms": "kedro_node_duration_seconds",
     "kedro.node.runs,project=demo,pipeline=__default__,node=split_data,status=failure:1|c": "kedro_node_runs_total",
     "kedro.node.memory_peak,project=demo,pipeline=__default__,node=split_data:123456789|g":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -106,6 +107,10 @@ def test_a_failing_node_and_its_pipeline_are_counted_as_failures_and_leave_no_ti
     runs = [line for line in lines if line.name == "kedro.pipeline.runs"]
     assert [line.tags["status"] for line in runs] == ["failure"]
     assert not any(line.name == "kedro.pipeline.last_success_timestamp" for line in lines)
+    # The failure's time, which lets the failure alert end at the next success.
+    (last_failure,) = [line for line in lines if line.name == "kedro.pipeline.last_failure_timestamp"]
+    assert last_failure.type == "g" and last_failure.tags == {"project": "spaceflights", "pipeline": "__default__"}
+    assert abs(last_failure.value - time.time()) < 60
     run = plugin._lifecycle.current
     assert run is not None and run.ended and run.info.pipeline == "__default__"  # it ran this run
     assert plugin._timers() == {}

@@ -63,6 +63,11 @@ PIPELINE_LAST_SUCCESS = Metric(
     ("project", "pipeline"), "unix seconds",
     "Unix time of the last successful run of the pipeline.",
 )
+PIPELINE_LAST_FAILURE = Metric(
+    "kedro.pipeline.last_failure_timestamp", "gauge", "kedro_pipeline_last_failure_timestamp_seconds", "gauge",
+    ("project", "pipeline"), "unix seconds",
+    "Unix time of the last failed run of the pipeline.",
+)
 NODE_DURATION = Metric(
     "kedro.node.duration", "timer", "kedro_node_duration_seconds", "histogram",
     ("project", "pipeline", "node"), "seconds",
@@ -118,6 +123,7 @@ METRICS: tuple[Metric, ...] = (
     PIPELINE_RUNS,
     PIPELINE_DURATION,
     PIPELINE_LAST_SUCCESS,
+    PIPELINE_LAST_FAILURE,
     NODE_DURATION,
     NODE_RUNS,
     NODE_MEMORY_PEAK,

@@ -52,8 +52,8 @@ class StatsdPublisher:
         _add(packet, m.PIPELINE_RUNS, f"{self._run_tags},status={'success' if succeeded else 'failure'}", 1)
         if duration_ms is not None:
             _add(packet, m.PIPELINE_DURATION, self._run_tags, duration_ms)
-        if succeeded:
-            _add(packet, m.PIPELINE_LAST_SUCCESS, self._run_tags, time.time())
+        # The alert on failures ends at the next success: it compares the two times.
+        _add(packet, m.PIPELINE_LAST_SUCCESS if succeeded else m.PIPELINE_LAST_FAILURE, self._run_tags, time.time())
         packet.send()
 
     def node_finished(self, node_name: str, succeeded: bool, duration_ms: float | None, memory_peak: int | None) -> None:
