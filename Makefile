@@ -5,7 +5,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Kedro's and MLflow's usage telemetry stay off in every test run and target.
 export KEDRO_DISABLE_TELEMETRY := true
+export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: help setup system-deps venv test run bench dashboards clean
 
@@ -48,4 +50,4 @@ dashboards: venv
 	$(BIN)/python grafana/dashboards/generate.py
 
 clean:
-	rm -rf $(VENV) .tools project/data/0* project/mlflow.db project/mlruns
+	rm -rf $(VENV) .tools project/data/0* project/mlflow.db project/mlflow.db.lock project/mlruns
