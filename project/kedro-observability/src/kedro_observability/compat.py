@@ -72,3 +72,82 @@ def every_registered_pipeline() -> list[Pipeline]:
     except Exception as error:  # noqa: BLE001 - a broken registry is reported by Kedro itself
         logger.debug("Could not read the pipeline registry: %s", error)
         return []
+
+
+class BoundGxValidator:
+    """A Great Expectations validator built once for one suite, then handed each frame.
+
+    GX's public path (``ValidationDefinition.run``) builds a batch, a legacy ``Validator``
+    and a stored result on every call: measured on 100k rows x 27 columns with 14
+    expectations, 27 ms of its 100 ms go to an MD5 fingerprint of the whole frame (the
+    ``pandas_data_fingerprint`` batch marker, read by nobody) and 8 ms to the results store
+    and the batch. None of that depends on the data. This keeps the legacy ``Validator``
+    of one batch, swaps the frame into its execution engine (``load_batch_data``, the
+    engine's own way of registering batch data) and runs the suite's expectation
+    configurations through ``graph_validate``, the call ``ValidationDefinition.run`` ends
+    in. Every metric of the graph is computed afresh on each call (GX's metric cache only
+    serves dependencies a graph does not compute itself), so one frame's results never
+    leak into another's. These are internals of GX 1.x: :func:`bind_gx_validator` returns
+    None when they are missing, and the caller takes the public path.
+
+    Not thread-safe: the engine holds one frame at a time; the caller serialises.
+    """
+
+    def __init__(self, validator: Any, configurations: list[Any]) -> None:
+        self._validator = validator
+        self._engine = validator.execution_engine
+        self._batch_id = validator.active_batch_id
+        self.configurations = configurations
+
+    def run(self, frame: Any, result_format: dict[str, Any], configurations: list[Any] | None = None) -> list[Any]:
+        """GX's result of each expectation on ``frame`` (all, or the ``configurations`` given)."""
+        import pandas as pd
+
+        self._engine.load_batch_data(self._batch_id, frame)
+        try:
+            return list(
+                self._validator.graph_validate(
+                    configurations=self.configurations if configurations is None else configurations,
+                    runtime_configuration={"result_format": dict(result_format)},
+                )
+            )
+        finally:
+            # The engine would otherwise hold the frame until the next validation.
+            self._engine.load_batch_data(self._batch_id, pd.DataFrame())
+
+
+def bind_gx_validator(context: Any, batch_definition: Any, suite: Any) -> BoundGxValidator | None:
+    """A :class:`BoundGxValidator` for ``suite`` on ``batch_definition``; None when GX has moved."""
+    import pandas as pd
+
+    try:
+        request = batch_definition.build_batch_request(batch_parameters={"dataframe": pd.DataFrame()})
+        validator = context.get_validator(batch_request=request)
+        configurations = validator.process_expectations_for_validation(suite.expectation_configurations, None)
+        if not (callable(getattr(validator, "graph_validate", None)) and validator.active_batch_id):
+            return None
+        if not callable(getattr(validator.execution_engine, "load_batch_data", None)):
+            return None
+    except Exception as error:  # noqa: BLE001 - any change of these internals means: the public path
+        logger.debug("GX internals moved (%s: %s); validating through ValidationDefinition.run.", type(error).__name__, error)
+        return None
+    return BoundGxValidator(validator, list(configurations))
+
+
+def memoize_gx_expectation_types() -> None:
+    """Compute each GX expectation's snake_case type once instead of on every access.
+
+    GX 1.x rebuilds ``Expectation.configuration`` each time it reads an argument (about
+    90 times per expectation and validation), and each build turns the class name into its
+    snake_case type with two regular expressions: 8 ms of a 50 ms validation of 14
+    expectations. ``camel_to_snake`` is a pure function of a class name, so caching it
+    changes no result. Done once per process, and only if GX still has that function.
+    """
+    import functools
+
+    from great_expectations.expectations import expectation
+
+    current = getattr(expectation, "camel_to_snake", None)
+    if current is None or hasattr(current, "cache_info"):
+        return
+    expectation.camel_to_snake = functools.lru_cache(maxsize=1024)(current)

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from kedro_observability.record import RunRecord
     from kedro_observability.settings import ObservabilitySettings
     from kedro_observability.tracking.run import TrackedRun
-    from kedro_observability.validation.engine import ValidationRun
+    from kedro_observability.validation.engine import ValidationOutcome, ValidationRun
+    from kedro_observability.validation.suites import SuiteConfig
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,68 @@ class Ending:
         return cls("KILLED", stopped_by=stopped_by)
 
 
+@dataclass(frozen=True)
+class DatasetOperation:
+    """A load or save that the plugin's dataset hooks were told of."""
+
+    dataset: str
+    operation: str
+    """``load`` or ``save``."""
+    node: str | None
+
+
+class DatasetOperations:
+    """The loads and saves in progress in one process, for catalog validators.
+
+    Kedro hands a validator the data alone. It calls it in the thread that loads or saves,
+    right after the plugin's ``before_dataset_loaded`` or ``before_dataset_saved`` hook,
+    except for saves of a runner in async mode, which go to a thread pool: saves are
+    therefore also found by their data (the object itself, not its value).
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._saves: dict[int, list[tuple[Any, DatasetOperation]]] = {}
+
+    def loading(self, dataset: str, node: str | None) -> None:
+        self._local.current = (DatasetOperation(dataset, "load", node), None)
+
+    def saving(self, dataset: str, node: str | None, data: Any) -> None:
+        operation = DatasetOperation(dataset, "save", node)
+        self._local.current = (operation, data)
+        with self._lock:
+            self._saves.setdefault(id(data), []).append((data, operation))
+
+    def done(self, operation: str, dataset: str, data: Any = None) -> None:
+        """The load or save has ended (its ``after_dataset_*`` hook)."""
+        current = getattr(self._local, "current", None)
+        if current is not None and current[0].dataset == dataset and current[0].operation == operation:
+            self._local.current = None
+        if operation == "save":
+            with self._lock:
+                waiting = self._saves.get(id(data), [])
+                for index, (each, pending) in enumerate(waiting):
+                    if each is data and pending.dataset == dataset:
+                        del waiting[index]
+                        break
+                if not waiting:
+                    self._saves.pop(id(data), None)
+
+    def find(self, data: Any) -> DatasetOperation | None:
+        """The load or save that ``data`` is going through, if the hooks told of it."""
+        current = getattr(self._local, "current", None)
+        if current is not None and current[0].operation == "save" and current[1] is data:
+            return current[0]
+        with self._lock:
+            for each, pending in self._saves.get(id(data), ()):
+                if each is data:
+                    return pending
+        if current is not None and current[0].operation == "load":
+            return current[0]
+        return None
+
+
 @dataclass
 class RunContext:
     """Everything the plugin knows about the current run; forked workers hold a copy."""
@@ -82,6 +145,7 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     owner_pid: int = field(default_factory=os.getpid)
     ended: bool = False
+    operations: DatasetOperations = field(default_factory=DatasetOperations)
     _opaque_sizes: dict[str, DataSize] = field(default_factory=dict)
     _end_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +163,13 @@ class RunContext:
             size = self._opaque_sizes[dataset_name] = measure(data)
         return size
 
+    def report_validation(self, outcome: ValidationOutcome, report_json: Callable[[], str]) -> None:
+        """Count one validation in statsd and keep its JSON report for the MLflow run."""
+        if self.publisher is not None:
+            self.publisher.validated(outcome.dataset, outcome.success, len(outcome.failures))
+        if self.record is not None:
+            self.record.artifact(f"validation-{outcome.dataset}.json", report_json())
+
     def claim_end(self) -> bool:
         """True for the one caller that ends this run."""
         with self._end_lock:
@@ -106,6 +177,53 @@ class RunContext:
                 return False
             self.ended = True
             return True
+
+
+@dataclass
+class ProjectScope:
+    """What the plugin read of the project when Kedro created its context, for catalog
+    validators (Kedro builds them from their ``options`` alone, wherever it loads data)."""
+
+    config_loader: Any
+    settings: ObservabilitySettings | None
+    """None: the plugin is off for the project (no observability.yml)."""
+    declared: dict[str, Any] = field(default_factory=dict)
+    """The catalog's Great Expectations validators by dataset (Kedro ``ValidatorSpec``s)."""
+    _suites: SuiteConfig | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def suites(self) -> SuiteConfig:
+        """The project's suite files (conf/<env>/expectations/), read once."""
+        with self._lock:
+            if self._suites is None:
+                from kedro_observability.validation.suites import read_suites
+
+                self._suites = read_suites(self.config_loader)
+            return self._suites
+
+
+class _Observed:
+    """The project and run the plugin observes in this process: one of each at a time."""
+
+    project: ProjectScope | None = None
+    run: RunContext | None = None
+
+
+def current_project() -> ProjectScope | None:
+    """The project whose context the plugin saw created last in this process, if any."""
+    return _Observed.project
+
+
+def current_run() -> RunContext | None:
+    """The run the plugin observes in this process (a forked worker's copy in a worker);
+    None outside a run."""
+    run = _Observed.run
+    return run if run is not None and not run.ended else None
+
+
+def set_current_project(scope: ProjectScope | None) -> None:
+    """Make ``scope`` the project of :func:`current_project`."""
+    _Observed.project = scope
 
 
 class RunLifecycle:
@@ -123,7 +241,7 @@ class RunLifecycle:
             # A run interrupted in this process without a signal (KeyboardInterrupt raised
             # by a caller, say) that nobody ended: it is over now.
             self.end(stale, Ending.killed("a new run started in the same process"))
-        self.current = context
+        self.current = _Observed.run = context
         self._signals.install()
         if not self._atexit_registered:
             atexit.register(self._at_exit)
@@ -141,6 +259,8 @@ class RunLifecycle:
             return
         if self.current is context:
             self._signals.uninstall()
+        if _Observed.run is context:
+            _Observed.run = None
         steps: list[tuple[str, Callable[[], None]]] = [
             ("the memory sampler", lambda: SAMPLER.shutdown(discard_windows=ending.status == "KILLED")),
         ]

@@ -1,0 +1,569 @@
+"""Great Expectations as a Kedro catalog validator: the ``validator:`` key of catalog.yml.
+
+Kedro 1.7 applies a dataset's declared validator on every load and save, in every runner
+(its KEP-10)::
+
+    shuttles:
+      type: pandas.CSVDataset
+      filepath: data/01_raw/shuttles.csv
+      validator:
+        class: kedro_observability.validation.GreatExpectationsValidator
+        on: [load]          # load, save or both (Kedro's default)
+        severity: error     # error: the load or save fails; warn: Kedro logs it, the run goes on
+        options: {suite: shuttles}
+
+``options`` name a suite of ``conf/<env>/expectations/`` (``suite``, its key there), or give
+the expectations inline (``expectations``, a list in the format of the suite files, see
+:mod:`.suites`). A failed validation raises :class:`GreatExpectationsValidationError`, a
+Kedro ``DataValidationError`` whose message names the dataset, the node (told by the
+plugin's dataset hooks) and each failed expectation with its column, unexpected count and
+share and sample values. Under ``severity: error`` Kedro raises it before the dataset's
+``save``: bad data is never written. Each validation in a run is counted in statsd
+(``kedro_validation_runs_total``, ``kedro_validation_failed_expectations``) and its JSON
+report kept for the MLflow run, through the plugin's run context
+(:func:`kedro_observability.lifecycle.current_run`).
+
+Kedro builds a validator from its options wherever it validates, ParallelRunner's workers
+included (once per task, from the pickled catalog), and may call it from several threads at
+once. So building one costs nothing and imports nothing: the GX objects of a suite are built
+once per process on first use (:func:`compiled_suite`), shared by every validator of that
+suite, and each validation holds that suite's lock. Great Expectations is imported in the
+background as soon as a catalog declares such a validator (:func:`prefetch`), not on the
+pipeline's thread.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from kedro.validation.exceptions import CheckFailure, ValidationConfigurationError
+from kedro.validation.exceptions import DataValidationError as KedroDataValidationError
+
+from kedro_observability.lifecycle import ProjectScope, current_project, current_run, set_current_project
+from kedro_observability.validation.engine import DataValidationError, FailedExpectation, ValidationOutcome, _failure, report_json
+from kedro_observability.validation.suites import (
+    ExpectationSuiteError,
+    SuiteConfig,
+    SuiteSpec,
+    _non_pandas_kind,
+    _parse_suite,
+    gx_modules,
+)
+
+if TYPE_CHECKING:
+    from kedro.io import CatalogProtocol
+    from kedro.pipeline import Pipeline
+
+    from kedro_observability.compat import BoundGxValidator
+    from kedro_observability.settings import ObservabilitySettings, ValidationSettings
+
+logger = logging.getLogger(__name__)
+
+VALIDATOR_PATH = "kedro_observability.validation.GreatExpectationsValidator"
+"""The ``class`` of a ``validator:`` entry."""
+
+_OPTIONS = ("suite", "expectations")
+_INLINE = "the inline expectations of its validator: in catalog.yml"
+_ACTIONS = {"load": "loaded for node", "save": "saved by node"}
+# GX computes every expectation's success with this; the unexpected values quoted in
+# messages and reports are fetched afterwards for the failed expectations only.
+_PASS_OR_FAIL = {"result_format": "BOOLEAN_ONLY"}
+
+
+class GreatExpectationsConfigurationError(ValidationConfigurationError, ExpectationSuiteError):
+    """A ``validator:`` entry that could never validate: a bad option, an unknown suite, a
+    dataset that does not hold pandas DataFrames."""
+
+
+class GreatExpectationsValidationError(KedroDataValidationError, DataValidationError):
+    """A dataset failed the expectations of its catalog validator.
+
+    Kedro's ``DataValidationError``, with :attr:`failures` for Kedro's API and this
+    plugin's message: Kedro sets ``dataset_name`` and ``mode`` after it is raised, and they
+    are read when the message is rendered.
+    """
+
+    def __init__(self, outcome: ValidationOutcome, failures: list[CheckFailure]) -> None:
+        super().__init__(outcome.dataset, dataset_name=outcome.dataset, failures=failures)
+        self.outcome = outcome
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a ParallelRunner worker, it is pickled to the main process: rebuilt from
+        # the outcome, with what Kedro set on it (dataset_name, mode, validator).
+        return (type(self), (self.outcome, self.failures), dict(self.__dict__))
+
+    def __str__(self) -> str:
+        outcome = self.outcome
+        dataset = self.dataset_name or outcome.dataset
+        operation = outcome.operation if outcome.operation in _ACTIONS else self.mode
+        return _describe(outcome, dataset, operation, _severity_of(dataset))
+
+
+class GreatExpectationsValidator:
+    """A Kedro validator (``validate(data) -> data``) running a Great Expectations suite
+    on pandas DataFrames; see the module's documentation."""
+
+    def __init__(self, suite: str | None = None, expectations: list[Any] | None = None) -> None:
+        """Check the options; nothing is imported or built (Kedro builds one per task)."""
+        if (suite is None) == (expectations is None):
+            raise ValueError(
+                "give either 'suite' (the key of a suite in conf/<env>/expectations/) or "
+                "'expectations' (a list, as in a suite file) in the validator's options, "
+                f"not {'both' if suite is not None else 'neither'}"
+            )
+        if suite is not None and (not isinstance(suite, str) or not suite):
+            raise ValueError(f"'suite' must be the name of a suite in conf/<env>/expectations/, got {suite!r}")
+        if expectations is not None and (not isinstance(expectations, list) or not expectations):
+            raise ValueError(f"'expectations' must be a non-empty list of expectations, got {expectations!r}")
+        self.suite = suite
+        self.expectations = list(expectations) if expectations is not None else None
+        self._source = _suite_source(suite, self.expectations)
+        self._key = self._source.key
+
+    def __repr__(self) -> str:
+        return f"GreatExpectationsValidator(suite={self.suite!r})" if self.suite else "GreatExpectationsValidator(expectations=[...])"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"suite": self.suite, "expectations": self.expectations}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Rebuilt from its options: the suite is found again in the process it lands in.
+        self.__init__(**state)  # type: ignore[misc]
+
+    def validate(self, data: Any) -> Any:
+        """Return ``data`` unchanged, or raise :class:`GreatExpectationsValidationError`."""
+        run = current_run()
+        settings = _validation_settings(run.settings if run is not None else None)
+        operation = run.operations.find(data) if run is not None else None
+        dataset = operation.dataset if operation is not None else self._source.name
+        if not settings.enabled:
+            _say_once(f"off:{dataset}", "kedro_observability: validation.enabled is false in observability.yml: '%s' is not validated.", dataset)
+            return data
+        pandas = sys.modules.get("pandas")
+        if pandas is None or not isinstance(data, pandas.DataFrame):
+            where = f" {_ACTIONS[operation.operation]} '{operation.node}'" if operation is not None and operation.node else ""
+            raise ExpectationSuiteError(
+                f"The Great Expectations validator of '{dataset}' ({self._source.source}) validates pandas "
+                f"DataFrames, but '{dataset}' was{where} a {type(data).__name__}. Remove its validator: "
+                "from catalog.yml, or declare it on a dataset that holds a DataFrame."
+            )
+        severity = _severity_of(dataset)
+        policy = "warn" if severity == "warn" or settings.policy_override == "warn" else "fail"
+        compiled = compiled_suite(self._source, self._key)
+        outcome, results = compiled.validate(
+            data,
+            dataset=dataset,
+            operation=operation.operation if operation is not None else "unknown",
+            node=operation.node if operation is not None else None,
+            policy=policy,
+            sample_values=settings.sample_values,
+        )
+        if run is not None:
+            run.report_validation(outcome, lambda: compiled.report(outcome, results))
+        if outcome.success:
+            logger.info("Data validation of '%s' passed: %d expectations in %.0f ms.", dataset, outcome.evaluated, outcome.elapsed_ms)
+            return data
+        if settings.policy_override == "warn":
+            # Kedro would raise under severity: error; the environment asked for warnings.
+            logger.warning("%s\nvalidation.policy_override is warn in observability.yml: the run goes on.", _describe(outcome, dataset, outcome.operation, None, consequence=False))
+            return data
+        raise GreatExpectationsValidationError(outcome, [_check_failure(failure) for failure in outcome.failures])
+
+
+# ---- suites, and their GX objects once per process --------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuiteSource:
+    """Where a validator's expectations come from, as raw configuration."""
+
+    name: str
+    body: Mapping[str, Any]
+    source: str
+    """The file that defines it, or the inline options, for messages."""
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.name, self.source, self.body], sort_keys=True, default=repr)
+
+
+def _suite_source(suite: str | None, expectations: list[Any] | None) -> SuiteSource:
+    if suite is None:
+        return SuiteSource("inline suite", {"expectations": expectations}, _INLINE)
+    config = _project_suites(suite)
+    body = config.raw.get(suite)
+    if body is None:
+        close = difflib.get_close_matches(suite, sorted(str(name) for name in config.raw), n=3)
+        hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+        known = ", ".join(sorted(str(name) for name in config.raw)) or "none"
+        raise ValueError(
+            f"no suite '{suite}' in conf/<env>/expectations/ (suites: {known}).{hint} Name a key of a "
+            f"suite file, or give the expectations inline (options: {{expectations: [...]}})."
+        )
+    return SuiteSource(suite, body, config.source(suite))
+
+
+def _project_suites(suite: str) -> SuiteConfig:
+    project = current_project()
+    if project is None:
+        raise ValueError(
+            f"the suite '{suite}' is read from conf/<env>/expectations/ through the project's config "
+            "loader, which the plugin gets when a KedroSession creates the project's context; no "
+            "session created one in this process (a catalog built by hand, or a ParallelRunner "
+            "worker started with 'spawn'). Use the catalog of a KedroSession (kedro run, kedro "
+            "ipython, KEDRO_MP_CONTEXT=fork), or give the expectations inline: options: {expectations: [...]}"
+        )
+    return project.suites()
+
+
+class CompiledSuite:
+    """The GX objects of one suite in one process: a pandas data source of its own (so that
+    suites never share the engine that holds the frame), its suite, and a validator built
+    once (:class:`~kedro_observability.compat.BoundGxValidator`)."""
+
+    def __init__(self, spec: SuiteSpec, context: Any, index: int) -> None:
+        gx, _ = gx_modules()
+        self.spec = spec
+        self._lock = threading.Lock()
+        name = f"kedro-{index}-{spec.dataset}"
+        batches = context.data_sources.add_pandas(name).add_dataframe_asset("data")
+        batch_definition = batches.add_batch_definition_whole_dataframe("whole")
+        self._suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=[each.build() for each in spec.expectations]))
+        # The suite's order, for messages: GX validates grouped by column.
+        self._order = {configuration.id: position for position, configuration in enumerate(self._suite.expectation_configurations)}
+        from kedro_observability.compat import bind_gx_validator
+
+        self._bound: BoundGxValidator | None = bind_gx_validator(context, batch_definition, self._suite)
+        self._definition = None
+        if self._bound is None:
+            self._definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_definition, suite=self._suite))
+
+    def validate(
+        self, frame: Any, *, dataset: str, operation: str, node: str | None, policy: str, sample_values: int
+    ) -> tuple[ValidationOutcome, list[Any]]:
+        """The outcome of one validation of ``frame``, and GX's result of each expectation."""
+        detail = {"result_format": "BASIC", "partial_unexpected_count": sample_values}
+        started = time.perf_counter()
+        with self._lock:
+            results = self._run(frame, _PASS_OR_FAIL)
+            failed = [result for result in results if not result.success]
+            if failed:
+                # Counts and sample values, for the failed expectations only.
+                again = self._run(frame, detail, [result.expectation_config for result in failed])
+                results = [result for result in results if result.success] + again
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        results.sort(key=lambda result: self._order.get(result.expectation_config.id, len(self._order)))
+        failures = tuple(_failure(result) for result in results if not result.success)
+        outcome = ValidationOutcome(dataset, operation, node or "", policy, self.spec.source, len(results), failures, elapsed_ms)
+        return outcome, results
+
+    def _run(self, frame: Any, result_format: dict[str, Any], configurations: list[Any] | None = None) -> list[Any]:
+        if self._bound is not None:
+            return self._bound.run(frame, result_format, configurations)
+        assert self._definition is not None
+        return list(self._definition.run(batch_parameters={"dataframe": frame}, result_format=result_format).results)
+
+    def report(self, outcome: ValidationOutcome, results: list[Any]) -> str:
+        """GX's results as one suite result, with what Kedro knows, as a JSON artifact."""
+        import great_expectations
+        from great_expectations.core import ExpectationSuiteValidationResult
+
+        passed = sum(1 for result in results if result.success)
+        suite_result = ExpectationSuiteValidationResult(
+            success=passed == len(results),
+            results=results,
+            suite_name=self.spec.dataset,
+            statistics={
+                "evaluated_expectations": len(results),
+                "successful_expectations": passed,
+                "unsuccessful_expectations": len(results) - passed,
+                "success_percent": 100.0 * passed / len(results) if results else None,
+            },
+            meta={"great_expectations_version": great_expectations.__version__},
+        )
+        return report_json(outcome, suite_result)
+
+
+class _Compiled:
+    """Every :class:`CompiledSuite` of this process, and their GX context."""
+
+    lock = threading.Lock()
+    context: Any = None
+    suites: ClassVar[dict[str, CompiledSuite]] = {}
+
+
+def compiled_suite(source: SuiteSource, key: str | None = None) -> CompiledSuite:
+    """The GX objects of ``source`` in this process, built on first use (GX imported then,
+    if the background import has not done it). Raises :class:`ExpectationSuiteError` for a
+    suite that is not valid, with its file and entry named. ``key``: ``source.key``, if known."""
+    key = key or source.key
+    compiled = _Compiled.suites.get(key)
+    if compiled is not None:
+        return compiled
+    spec = _parse_suite(source.name, source.body, source.source, None)
+    with _Compiled.lock:
+        compiled = _Compiled.suites.get(key)
+        if compiled is None:
+            compiled = _Compiled.suites[key] = CompiledSuite(spec, _gx_context(), len(_Compiled.suites))
+    return compiled
+
+
+def _gx_context() -> Any:
+    """This process's ephemeral GX context: in memory, analytics and progress bars off. Hold ``_Compiled.lock``."""
+    if _Compiled.context is None:
+        gx, _ = gx_modules()
+        from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+
+        from kedro_observability.compat import memoize_gx_expectation_types
+
+        memoize_gx_expectation_types()
+        _Compiled.context = gx.get_context(
+            mode="ephemeral",
+            project_config=DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(),
+                analytics_enabled=False,
+                progress_bars=ProgressBarsConfig(globally=False),
+            ),
+        )
+    return _Compiled.context
+
+
+def _forget_in_child() -> None:
+    # A forked worker may have been copied while another thread held these locks or was
+    # half-way through GX: it builds its own (about 10 ms a suite; GX stays imported).
+    _Compiled.lock = threading.Lock()
+    _Compiled.context = None
+    _Compiled.suites = {}
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+# ---- the catalog --------------------------------------------------------------------------------
+
+
+def declared_validators(catalog: CatalogProtocol) -> dict[str, Any]:
+    """The catalog's Great Expectations validators: dataset name -> Kedro ``ValidatorSpec``."""
+    specs = getattr(catalog, "validator_specs", None) or {}
+    return {name: spec for name, spec in specs.items() if _is_ours(spec.class_path)}
+
+
+def _is_ours(class_path: str) -> bool:
+    # Only this package's paths are imported: another validator's package may be slow to
+    # import, or missing (Kedro reports that itself, when it builds that validator).
+    if not class_path.startswith("kedro_observability."):
+        return False
+    from kedro.utils import load_obj
+
+    try:
+        found = load_obj(class_path)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(found, type) and issubclass(found, GreatExpectationsValidator)
+
+
+def catalog_created(catalog: CatalogProtocol, config_loader: Any, settings: ObservabilitySettings | None, suites: SuiteConfig | None) -> None:
+    """Check the catalog's Great Expectations validators and start importing GX for them.
+
+    Raises :class:`GreatExpectationsConfigurationError` for a validator that could never
+    pass (its dataset is a Spark, polars, Dask or Ibis type; an unknown suite; a bad
+    option), naming the dataset: when the catalog is created, not at the first save.
+    """
+    scope = ProjectScope(config_loader, settings, _suites=suites)
+    set_current_project(scope)
+    declared = declared_validators(catalog)
+    if not declared:
+        return
+    for name, spec in declared.items():
+        check_validator(catalog, name, spec.options)
+    scope.declared.update(declared)
+    if settings is None or settings.validation.enabled:
+        prefetch([_suite_source(spec.options.get("suite"), spec.options.get("expectations")) for spec in declared.values()])
+
+
+def check_validator(catalog: CatalogProtocol, name: str, options: Mapping[str, Any]) -> None:
+    """Refuse the validator of ``name`` if it could never pass; see :func:`catalog_created`."""
+    unknown = sorted(str(option) for option in options if option not in _OPTIONS)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], _OPTIONS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise GreatExpectationsConfigurationError(
+            f"The validator: of '{name}' in catalog.yml has the unknown option(s) {', '.join(unknown)}.{hint} "
+            f"Its options: {', '.join(_OPTIONS)}."
+        )
+    kind = _non_pandas_kind(catalog, name)
+    if kind is not None:
+        raise GreatExpectationsConfigurationError(
+            f"The catalog declares a Great Expectations validator on '{name}', a {kind}: it validates "
+            f"pandas DataFrames, and {kind} loads and saves another kind of frame. Remove the "
+            f"validator: of '{name}', or validate a pandas dataset (for example the output of a node "
+            "that converts the frame with toPandas())."
+        )
+    try:
+        GreatExpectationsValidator(**options)
+    except (TypeError, ValueError) as error:
+        raise GreatExpectationsConfigurationError(f"The validator: of '{name}' in catalog.yml cannot validate: {error}") from None
+
+
+def check_pipeline(pipeline: Pipeline, catalog: CatalogProtocol) -> dict[str, Any]:
+    """Check the validators of the pipeline's datasets that come from factory patterns (Kedro
+    captures those when a dataset is first used); return every declared validator."""
+    project = current_project()
+    declared = dict(project.declared) if project is not None else {}
+    resolver = getattr(catalog, "config_resolver", None)
+    if resolver is None:
+        return declared
+    from kedro.validation import ValidatorSpec
+
+    for name in sorted(pipeline.datasets() - set(declared)):
+        try:
+            if name in resolver.config or not resolver.match_dataset_pattern(name):
+                continue
+            config = resolver.resolve_pattern(name)
+        except Exception:  # noqa: BLE001 - another catalog implementation: checked when used
+            continue
+        entry = config.get("validator") if isinstance(config, Mapping) else None
+        if entry is None:
+            continue
+        spec = ValidatorSpec.from_dataset_config(name, entry)
+        if _is_ours(spec.class_path):
+            check_validator(catalog, name, spec.options)
+            declared[name] = spec
+    if project is not None:
+        project.declared.update(declared)
+    return declared
+
+
+def suites_left_to_hooks(config: SuiteConfig, declared: Mapping[str, Any]) -> SuiteConfig:
+    """The suites the plugin's hooks still validate: those of datasets without a Great
+    Expectations ``validator:``, and not named by one (a dataset is never validated twice)."""
+    taken = set(declared) | {str(spec.options.get("suite")) for spec in declared.values() if spec.options.get("suite")}
+    raw = {name: body for name, body in config.raw.items() if str(name) not in taken}
+    return SuiteConfig(raw, config.files)
+
+
+# ---- the background import ---------------------------------------------------------------------
+
+
+class _Prefetch:
+    thread: threading.Thread | None = None
+
+
+def prefetch(sources: list[SuiteSource]) -> None:
+    """Import GX and build ``sources`` on a thread of its own (once per process), so that the
+    first validation does not wait 3 s for GX. A suite that fails to build here is built
+    again, and its error raised, by its first validation."""
+    if _Prefetch.thread is not None and _Prefetch.thread.is_alive():
+        return
+    sources = [source for source in sources if source.key not in _Compiled.suites]
+    if not sources:
+        return
+
+    def build() -> None:
+        for source in sources:
+            try:
+                compiled_suite(source)
+            except Exception as error:  # noqa: BLE001 - raised again where it is used
+                logger.debug("kedro_observability: suite %s not prepared: %s", source.name, error)
+
+    _Prefetch.thread = threading.Thread(target=build, name="kedro-observability-gx-import", daemon=True)
+    _Prefetch.thread.start()
+
+
+def _join_prefetch() -> None:
+    # Forked mid-import, a child would hold copies of import locks that no thread of it
+    # releases: a ParallelRunner worker waits for the import here instead (it needs GX too).
+    thread = _Prefetch.thread
+    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        thread.join()
+
+
+def _reset_prefetch_in_child() -> None:
+    _Prefetch.thread = None
+
+
+os.register_at_fork(before=_join_prefetch, after_in_child=_reset_prefetch_in_child)
+
+
+# ---- messages ----------------------------------------------------------------------------------
+
+
+def _describe(outcome: ValidationOutcome, dataset: str, operation: str | None, severity: str | None, consequence: bool = True) -> str:
+    node = outcome.node
+    where = f" ({_ACTIONS[operation]} '{node}')" if node and operation in _ACTIONS else ""
+    head = (
+        f"Dataset '{dataset}'{where} failed {len(outcome.failures)} of {outcome.evaluated} expectations "
+        f"of its suite in {outcome.source}:"
+    )
+    lines = [head, *(f"  - {failure.describe()}" for failure in outcome.failures)]
+    if consequence and operation in _ACTIONS:
+        lines.append(_consequence(dataset, operation, node, severity))
+    return "\n".join(lines)
+
+
+def _consequence(dataset: str, operation: str, node: str, severity: str | None) -> str:
+    if severity == "warn":
+        return f"Its validator's severity is warn: '{dataset}' was {'saved' if operation == 'save' else 'loaded'} all the same and the run goes on."
+    if operation == "save":
+        stopped = f"'{dataset}' was not saved"
+    else:
+        stopped = f"node '{node}' did not run" if node else f"'{dataset}' was not loaded"
+    told = "Its validator's severity is error" if severity == "error" else "Under severity: error (Kedro's default)"
+    return (
+        f"{told}: {stopped}. Fix the data upstream, or set 'severity: warn' in the validator: of "
+        f"'{dataset}' in catalog.yml to let runs go on."
+    )
+
+
+def _check_failure(failure: FailedExpectation) -> CheckFailure:
+    """Kedro's structured form of one failed expectation (``DataValidationError.failures``)."""
+    return CheckFailure(
+        message=failure.describe(),
+        check=failure.expectation,
+        column=failure.column,
+        failure_count=failure.unexpected_count if failure.unexpected_count is not None else 1,
+        failure_examples=list(failure.samples),
+    )
+
+
+def _severity_of(dataset: str) -> str | None:
+    project = current_project()
+    spec = project.declared.get(dataset) if project is not None else None
+    return getattr(spec, "severity", None)
+
+
+def _validation_settings(settings: ObservabilitySettings | None) -> ValidationSettings:
+    if settings is None:
+        project = current_project()
+        settings = project.settings if project is not None else None
+    if settings is None:
+        from kedro_observability.settings import ValidationSettings
+
+        return ValidationSettings()
+    return settings.validation
+
+
+_said: set[str] = set()
+
+
+def _say_once(key: str, message: str, *arguments: Any) -> None:
+    if key not in _said:
+        _said.add(key)
+        logger.info(message, *arguments)
+
+
+__all__ = [
+    "VALIDATOR_PATH",
+    "GreatExpectationsConfigurationError",
+    "GreatExpectationsValidationError",
+    "GreatExpectationsValidator",
+]
