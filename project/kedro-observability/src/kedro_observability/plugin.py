@@ -59,6 +59,7 @@ class ObservabilityHooks:
         self._given = settings
         self._settings: ObservabilitySettings | None = settings
         self._suites: SuiteConfig | None = None
+        self._loader: Any = None
         self._default_env = "local"
         self._lifecycle = RunLifecycle()
         self._outside: RunContext | None = None
@@ -74,9 +75,11 @@ class ObservabilityHooks:
         global _hinted_off
         loader = context.config_loader
         self._settings = self._given
+        self._loader = None
         if not _claim(context, self):
             self._settings = None
             return
+        self._loader = loader  # for the catalog's validators, whether the plugin is on or not
         if self._given is not None:
             return
         register_config(loader)
@@ -93,6 +96,15 @@ class ObservabilityHooks:
             from kedro_observability.validation.suites import read_suites
 
             self._suites = read_suites(loader)
+
+    @hook_impl
+    def after_catalog_created(self, catalog: CatalogProtocol) -> None:
+        if self._loader is None:
+            return  # not this object's context (a second registration)
+        from kedro_observability.validation.catalog import catalog_created
+
+        # Refuses a Great Expectations validator: that could never pass, and starts GX's import.
+        catalog_created(catalog, self._loader, self._settings, self._suites)
 
     # ---- the run -------------------------------------------------------------------------
 
@@ -148,11 +160,24 @@ class ObservabilityHooks:
             logger.warning("kedro_observability: %s", problem)
         if settings.input_paths:
             check_input_paths(settings.input_paths, pipeline, every_registered_pipeline, catalog)
-        if self._suites is not None and self._suites.raw:
+        hook_suites = self._suites
+        if self._loader is not None:
+            from kedro_observability.validation.catalog import check_pipeline, suites_left_to_hooks
+
+            declared = check_pipeline(pipeline, catalog)
+            if problem and any(spec.options.get("suite") for spec in declared.values()):
+                raise ParallelRunnerStartMethodError(
+                    f"{problem} The Great Expectations validators of {', '.join(sorted(declared))} in catalog.yml "
+                    "read their suites through the session, which such workers do not have."
+                )
+            if hook_suites is not None:
+                # A dataset with a validator: in catalog.yml is validated by Kedro's catalog only.
+                hook_suites = suites_left_to_hooks(hook_suites, declared)
+        if hook_suites is not None and hook_suites.raw:
             from kedro_observability.validation.engine import ValidationRun
             from kedro_observability.validation.suites import check_datasets, parse_suites
 
-            suites = parse_suites(self._suites, settings.validation.policy_override)
+            suites = parse_suites(hook_suites, settings.validation.policy_override)
             check_datasets(suites, pipeline, every_registered_pipeline, catalog)
             # Built in the main process, so that forked ParallelRunner workers inherit GX
             # already imported (about 3 s each otherwise).
@@ -260,13 +285,20 @@ class ObservabilityHooks:
     # ---- datasets ------------------------------------------------------------------------
 
     @hook_impl
-    def before_dataset_loaded(self, dataset_name: str) -> None:
+    def before_dataset_loaded(self, dataset_name: str, node: Node) -> None:
+        context = self._active()
+        if context is not None:
+            # For a catalog validator, which Kedro hands the data alone, right after this hook.
+            context.operations.loading(dataset_name, node.name)
         self._dataset_started("load", dataset_name)
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str, data: Any, node: Node) -> None:
         context = self._active()
-        if context is None or is_parameter(dataset_name):
+        if context is None:
+            return
+        context.operations.done("load", dataset_name)
+        if is_parameter(dataset_name):
             return
         self._dataset_finished(context, "load", dataset_name, data)
         # After the measurements, so that a load that fails validation is still measured.
@@ -279,6 +311,7 @@ class ObservabilityHooks:
             return
         # Before the timer: a save that validation refuses is not measured as a save.
         self._validate(context, dataset_name, data, "save", node)
+        context.operations.saving(dataset_name, node.name, data)
         self._dataset_started("save", dataset_name)
 
     @hook_impl
@@ -286,6 +319,7 @@ class ObservabilityHooks:
         context = self._active()
         if context is None or is_parameter(dataset_name):
             return
+        context.operations.done("save", dataset_name, data)
         self._dataset_finished(context, "save", dataset_name, data)
 
     @never_raise
