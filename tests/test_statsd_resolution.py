@@ -152,7 +152,7 @@ class MovingResolver:
         self._real = socket.getaddrinfo
         monkeypatch.setattr(socket, "getaddrinfo", self)
 
-    def __call__(self, host, port, *args, **kwargs):  # noqa: ANN001, ANN204 - socket.getaddrinfo's signature
+    def __call__(self, host, port, *args, **kwargs):
         if host == MOVING_NAME:
             self.lookups += 1
             return self._real("127.0.0.1", self.port, *args, **kwargs)
@@ -202,8 +202,8 @@ def _send_until(emitter: StatsdEmitter, capture: UDPCapture, timeout: float) -> 
         if packet is not None:
             packet.incr("kedro.test.probe")
             packet.send()
-        with capture._lock:  # noqa: SLF001 - the test helper's own state, without its settle wait
-            if capture._packets:  # noqa: SLF001
+        with capture._lock:  # the test helper's own state, without its settle wait
+            if capture._packets:
                 return time.monotonic() - started
         time.sleep(0.02)
     raise AssertionError(f"nothing reached port {capture.port} within {timeout} s")
