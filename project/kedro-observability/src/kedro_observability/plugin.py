@@ -91,6 +91,13 @@ class ObservabilityHooks:
             return
         self._settings = load_settings(loader)
         self._default_env = str(getattr(loader, "default_run_env", None) or "local")
+        if self._settings.mlflow.enabled:
+            from kedro_observability.identity import project_label
+            from kedro_observability.tracking.run import prepare_tracking
+
+            # First: the MLflow helper imports MLflow and opens the store on the other core
+            # while Kedro builds the catalog and the suites are parsed.
+            prepare_tracking(self._settings.mlflow, Path(context.project_path), project_label())
         self._suites = None
         if self._settings.validation.enabled:
             from kedro_observability.validation.suites import read_suites

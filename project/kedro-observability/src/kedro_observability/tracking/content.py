@@ -29,32 +29,33 @@ SCHEMA_ROWS = 1_000  # MLflow infers a schema value by value: 8 s for a million 
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 
 
-def input_sources(pipeline: Pipeline, catalog: Any, project_path: Path) -> dict[str, Any]:
-    """MLflow DatasetSources of the pipeline's file-based inputs, resolved once before the run."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    sources = {}
+def input_paths(pipeline: Pipeline, catalog: Any, project_path: Path) -> dict[str, str]:
+    """The paths (or URLs) of the pipeline's file-based inputs, resolved once before the run;
+    the MLflow helper makes them DatasetSources."""
+    paths = {}
     for name in sorted(pipeline.inputs()):
         if is_parameter(name):
             continue
         path = dataset_load_path(catalog.get(name))
         if path is None:
             continue
-        if "://" not in path:
-            path = str((project_path / path).resolve())
-        try:
-            with warnings.catch_warnings():
-                # MLflow registers two local-file sources and warns each time that it chose one.
-                warnings.simplefilter("ignore", UserWarning)
-                sources[name] = resolve_dataset_source(path)
-        except Exception as error:  # noqa: BLE001 - a scheme MLflow has no source type for
-            logger.debug("No MLflow dataset source for '%s' (%s): %s", name, path, error)
-    return sources
+        paths[name] = path if "://" in path else str((project_path / path).resolve())
+    return paths
+
+
+@dataclass(frozen=True)
+class TableHead:
+    """The first rows of a loaded DataFrame and its size: what the MLflow helper needs for
+    the dataset's digest and schema, taken where the data was loaded."""
+
+    head: Any
+    rows: int
+    elements: int
 
 
 @dataclass(frozen=True)
 class TableSample:
-    """What MLflow's dataset entity needs from a DataFrame, taken where the data was loaded."""
+    """What MLflow's dataset entity needs from a DataFrame."""
 
     digest: str
     rows: int
@@ -62,24 +63,30 @@ class TableSample:
     head: Any
 
 
-def table_sample(data: Any) -> TableSample | None:
-    """Digest and size of a pandas DataFrame, and its first rows; None for other data.
-
-    The digest follows MLflow's pandas recipe (the first 10,000 rows and the row count)
-    without its pass over every cell. The schema is inferred from the first 1,000 rows at
-    the end of the run: MLflow infers it value by value, 8 s for a million strings.
-    """
+def table_head(data: Any) -> TableHead | None:
+    """The first 10,000 rows of a pandas DataFrame and its size; None for other data."""
     pandas = sys.modules.get("pandas")
     if pandas is None or not isinstance(data, pandas.DataFrame):
         return None
+    return TableHead(data.head(DIGEST_ROWS), len(data), int(data.size))
+
+
+def table_sample_from_head(table: TableHead) -> TableSample:
+    """Digest of a DataFrame from its head, and the rows its schema is inferred from.
+
+    The digest follows MLflow's pandas recipe (the first 10,000 rows and the row count)
+    without its pass over every cell. The schema is inferred from the first 1,000 rows:
+    MLflow infers it value by value, 8 s for a million strings.
+    """
     import numpy as np
+    import pandas
     from mlflow.data.digest_utils import get_normalized_md5_digest
 
-    head = data.head(DIGEST_ROWS)
+    head = table.head
     digest = get_normalized_md5_digest(
-        [pandas.util.hash_pandas_object(head).values, np.int64(len(data))] + [str(column).encode() for column in data.columns]
+        [pandas.util.hash_pandas_object(head).values, np.int64(table.rows)] + [str(column).encode() for column in head.columns]
     )
-    return TableSample(digest, len(data), int(data.size), head.head(SCHEMA_ROWS))
+    return TableSample(digest, table.rows, table.elements, head.head(SCHEMA_ROWS))
 
 
 def dataset_entity(name: str, sample: TableSample, source: Any) -> Any:

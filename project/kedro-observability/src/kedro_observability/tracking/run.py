@@ -7,13 +7,17 @@ with their digests, the artifacts recorded during the run, and FINISHED, FAILED 
 
 Why it is built this way:
 
-- The run is created in the main process with an :class:`~mlflow.MlflowClient` and addressed
-  by its id from then on. MLflow's fluent API keeps the active run per thread, so
-  ThreadRunner's threads and ParallelRunner's processes would each open a run of their own.
+- MLflow itself runs in a helper process (:mod:`.worker`, :mod:`.remote`), so that its
+  import, its store and the model's logging cost the run's own process nothing but a
+  socket. The run is created there with an :class:`~mlflow.MlflowClient` and addressed by
+  its id from then on: MLflow's fluent API keeps the active run per thread, so ThreadRunner's
+  threads and ParallelRunner's processes would each open a run of their own.
 - Node and dataset events make no network call. Durations and sizes go to the run record
   (:mod:`kedro_observability.record`); the data logged at the end (metrics, model, input
-  example, fingerprints, digests) is kept by reference, or pickled to the record's folder
-  when a forked ParallelRunner worker saw it. Everything is sent when the run ends, in batches.
+  example, fingerprints, table heads) is handed to the helper as it is saved or loaded, or
+  pickled to the record's folder when a forked ParallelRunner worker saw it. The model is
+  logged as soon as it and its input example are saved, while later nodes run; the rest is
+  sent when the run ends, in batches, and the run's end waits for all of it.
 - Before the first node, an HTTP server must answer within ``request_timeout_seconds``, and
   MLflow's HTTP retries (about 4 minutes by default) are bounded for the run: a server that
   dies mid-run costs seconds, the pipeline's outputs are written anyway, and one warning
@@ -27,8 +31,6 @@ import logging
 import os
 import pickle
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from kedro_observability.names import sanitize_name
 from kedro_observability.record import Recorded
-from kedro_observability.tracking.content import evaluation_metrics, fingerprint_tags, head, input_sources, log_artifacts, log_inputs, log_model, table_sample
+from kedro_observability.tracking.content import head, input_paths, table_head
 from kedro_observability.tracking.params import consumed_params, loggable_params, mlflow_key
-from kedro_observability.tracking.server import MlflowTrackingError, bound_http_requests, check_reachable, default_tracking_uri, describe, log_entities, open_run
+from kedro_observability.tracking.server import MlflowTrackingError, bound_http_requests, check_reachable, default_tracking_uri, describe
+from kedro_observability.tracking.worker import FinishRequest, OpenRequest, TrackingWorker, WorkerGoneError
 
 if TYPE_CHECKING:
     from kedro.io import CatalogProtocol
@@ -53,30 +56,30 @@ __all__ = ["MlflowTrackingError", "TrackedRun", "start_tracking"]
 
 logger = logging.getLogger(__name__)
 
-ERROR_TAG_LENGTH = 5000
-STOPPED_BY_TAG = "kedro.stopped_by"
-
 
 @dataclass
 class TrackedRun:
     """One tracked ``kedro run``; forked ParallelRunner workers hold a copy."""
 
-    client: Any
+    worker: TrackingWorker
+    """The MLflow helper process that holds the run (:mod:`.worker`)."""
     uri: str
     run_id: str
     experiment_id: str
     settings: MlflowSettings
     roles: dict[str, str]
     """Dataset name -> what it holds for MLflow: metrics, model, example or fingerprints."""
-    sources: dict[str, Any]
-    """Input dataset name -> its MLflow DatasetSource."""
+    source_names: frozenset[str]
+    """Inputs with a file path: their tables are logged as MLflow dataset inputs."""
     produced: frozenset[str]
     catalog: CatalogProtocol
     record: RunRecord
     http_variables: list[str]
     """MLflow's environment variables set for the run, to remove at its end."""
     main_pid: int = field(default_factory=os.getpid)
-    kept: dict[str, Any] = field(default_factory=dict)
+    sent: set[str] = field(default_factory=set)
+    unsent: dict[str, str] = field(default_factory=dict)
+    """Keys the helper could not be sent (unpicklable data), with the reason."""
     seen: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,10 +93,10 @@ class TrackedRun:
         if not self._first_sight(dataset_name):
             return
         self._record_size(dataset_name, size)
-        if dataset_name in self.sources:
-            sample = table_sample(data)
-            if sample is not None:
-                self._keep(f"input:{dataset_name}", sample)
+        if dataset_name in self.source_names:
+            table = table_head(data)
+            if table is not None:
+                self._keep(f"input:{dataset_name}", table)
 
     def dataset_saved(self, dataset_name: str, data: Any, size: DataSize) -> None:
         if self._first_sight(dataset_name):
@@ -117,27 +120,50 @@ class TrackedRun:
             return True
 
     def _keep(self, key: str, value: Any) -> None:
-        """Keep data for the end of the run: by reference here, pickled in a forked worker."""
+        """Data for the end of the run: sent to the helper now (which logs the model at once),
+        or pickled to the record's folder in a forked worker."""
         if os.getpid() == self.main_pid:
-            self.kept[key] = value
+            try:
+                self.worker.send(("keep", key, value))
+            except WorkerGoneError:
+                return  # reported when the run ends
+            except Exception as error:  # noqa: BLE001 - data pickle refuses: reported at the end
+                self.unsent[key] = describe(error)
+                return
+            self.sent.add(key)
             return
         target = self.record.kept_folder / (hashlib.sha1(key.encode()).hexdigest() + ".pkl")
         temporary = target.with_name(f".{target.name}.{os.getpid()}")
         temporary.write_bytes(pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL))
         temporary.replace(target)
 
-    def _everything_kept(self) -> dict[str, Any]:
+    def _from_workers(self) -> dict[str, Any]:
+        """What forked ParallelRunner workers left in the record's folder."""
         values = {}
         for path in sorted(self.record.kept_folder.glob("*.pkl")):
             key, value = pickle.loads(path.read_bytes())
             values[key] = value
-        values.update(self.kept)
         return values
 
     def finish(self, status: str, error: str | None = None, stopped_by: str | None = None) -> None:
-        """Upload what the run gathered and set its status (FINISHED, FAILED or KILLED)."""
+        """Have the helper upload what the run gathered and set its status (FINISHED, FAILED
+        or KILLED); wait for it, model logging included."""
+        not_logged: list[str] = []
         try:
-            not_logged = self._upload(status, error, stopped_by)
+            try:
+                values = self._gathered_values(status)
+                recorded = self.record.collect()
+            except Exception as failure:  # noqa: BLE001 - the status must still be set
+                not_logged.append(f"what the nodes recorded ({describe(failure)})")
+                values, recorded = {}, Recorded()
+            for key, reason in self.unsent.items():
+                name = key.partition(":")[2]
+                not_logged.append(f"the {self.roles.get(name, 'input')} '{name}' ({reason})")
+            try:
+                self.worker.send(("finish", FinishRequest(status, error, stopped_by, values, recorded, not_logged)))
+                not_logged = self.worker.receive("finished")
+            except WorkerGoneError as gone:
+                not_logged.append(f"everything the run gathered and its status {status} ({describe(gone)})")
         finally:
             for variable in self.http_variables:
                 os.environ.pop(variable, None)
@@ -151,68 +177,33 @@ class TrackedRun:
         else:
             logger.info("kedro_observability: MLflow run %s logged at %s (%s).", self.run_id, self.uri, status)
 
-    def _upload(self, status: str, error: str | None, stopped_by: str | None) -> list[str]:
-        """Send everything the run gathered, then its status; return what could not be logged."""
-        from mlflow.entities import Metric
-
-        not_logged: list[str] = []
-        try:
-            values = self._gathered_values(status)
-            recorded = self.record.collect()
-        except Exception as failure:  # noqa: BLE001 - the status must still be set
-            not_logged.append(f"what the nodes recorded ({describe(failure)})")
-            values, recorded = {}, Recorded()
-        now = int(time.time() * 1000)
-        numbers = dict(recorded.metrics)
-        numbers.update(evaluation_metrics(values.get("metrics")))
-        metrics = [Metric(mlflow_key(key), value, now, 0) for key, value in numbers.items()]
-        tags = fingerprint_tags(values.get("fingerprints"))
-        if error is not None:
-            tags["kedro.error"] = error[:ERROR_TAG_LENGTH]
-        if stopped_by is not None:
-            tags[STOPPED_BY_TAG] = stopped_by
-        inputs = {key[len("input:") :]: value for key, value in values.items() if key.startswith("input:")}
-
-        steps: list[tuple[str, Callable[[], None]]] = [(f"{len(metrics)} metrics and {len(tags)} tags", lambda: log_entities(self.client, self.run_id, metrics, tags=tags))]
-        if inputs:
-            steps.append((f"{len(inputs)} dataset inputs", lambda: log_inputs(self.client, self.run_id, inputs, self.sources)))
-        if status == "FINISHED" and values.get("model") is not None:
-            steps.append(("the model", lambda: log_model(self.client, self.uri, self.experiment_id, self.run_id, self.settings, values["model"], values.get("example"))))
-        if recorded.artifacts:
-            steps.append((f"{len(recorded.artifacts)} artifacts", lambda: log_artifacts(self.client, self.run_id, recorded.artifacts)))
-        steps.append((f"the run's status {status} (it stays RUNNING)", lambda: self.client.set_terminated(self.run_id, status)))
-
-        reachable = True
-        for description, step in steps:
-            if not reachable:
-                not_logged.append(description)
-                continue
-            try:
-                step()
-            except Exception as failure:  # noqa: BLE001 - report and go on with the next step
-                not_logged.append(f"{description} ({describe(failure)})")
-                try:
-                    check_reachable(self.uri, self.settings.request_timeout_seconds)
-                except MlflowTrackingError:
-                    reachable = False  # each further call would only wait for its own retries
-        return not_logged
-
     def _gathered_values(self, status: str) -> dict[str, Any]:
-        """The configured datasets' data by role, plus the inputs' dataset fields."""
-        kept = self._everything_kept()
-        values = {key: value for key, value in kept.items() if key.startswith("input:")}
+        """What the helper has not been sent: data from forked workers, and the configured
+        datasets that no hook of this process saw, read back from the catalog."""
+        values = {key: value for key, value in self._from_workers().items() if key not in self.sent}
         for name, role in self.roles.items():
-            if f"data:{name}" in kept:
-                values[role] = kept[f"data:{name}"]
-            elif status == "FINISHED" and name in self.produced:
+            key = f"data:{name}"
+            if key in self.sent or key in values or key in self.unsent:
+                continue
+            if status == "FINISHED" and name in self.produced:
                 # Saved in a worker that ran no hook (ParallelRunner without fork): read it back.
                 try:
                     data = self.catalog.load(name)
                 except Exception as error:  # noqa: BLE001 - a MemoryDataset released by the runner
                     logger.warning("kedro_observability: could not read '%s' (mlflow %s dataset) for MLflow: %s", name, role, error)
                     continue
-                values[role] = head(data, self.settings.input_example_rows) if role == "example" else data
+                values[key] = head(data, self.settings.input_example_rows) if role == "example" else data
         return values
+
+
+def prepare_tracking(settings: MlflowSettings, project_path: Path, experiment_name: str) -> None:
+    """Start the MLflow helper so that it imports MLflow and opens the store while Kedro
+    builds the run; never raises (opening the run reports any problem)."""
+    try:
+        uri = settings.tracking_uri or default_tracking_uri(project_path)
+        TrackingWorker.for_this_process().send(("prepare", uri, settings.experiment_name or experiment_name))
+    except Exception as error:  # noqa: BLE001 - a head start only
+        logger.debug("Could not start the MLflow helper early: %s", describe(error))
 
 
 def start_tracking(
@@ -238,15 +229,21 @@ def start_tracking(
         ]
         if name
     }
-    sources = input_sources(pipeline, catalog, project_path) if settings.log_input_datasets else {}
+    paths = input_paths(pipeline, catalog, project_path) if settings.log_input_datasets else {}
+    check_reachable(uri, settings.request_timeout_seconds)
     http_variables = bound_http_requests(settings)
     try:
-        client, experiment_id, run_id = open_run(uri, settings, run, kedro_version, project_path, params)
+        worker = TrackingWorker.for_this_process()
+        environment = {name: value for name, value in os.environ.items() if name.startswith("MLFLOW_")}
+        worker.send(("open", OpenRequest(uri, settings, run, kedro_version, project_path, params, paths, environment)))
+        error, run_id, experiment_id = worker.receive("opened")
+        if error is not None:
+            raise error
     except BaseException:
         for variable in http_variables:
             os.environ.pop(variable, None)
         raise
-    return TrackedRun(client, uri, run_id, experiment_id, settings, roles, sources, frozenset(pipeline.all_outputs()), catalog, record, http_variables)
+    return TrackedRun(worker, uri, run_id, experiment_id, settings, roles, frozenset(paths), frozenset(pipeline.all_outputs()), catalog, record, http_variables)
 
 
 @lru_cache(maxsize=4096)

@@ -63,8 +63,9 @@ def open_run(
     project_path: Path,
     params: LoggableParams,
 ) -> tuple[Any, str, str]:
-    """Create the run with its tags and parameters; return the client, experiment id and run id."""
-    check_reachable(uri, settings.request_timeout_seconds)
+    """Create the run with its tags and parameters; return the client, experiment id and run id.
+
+    The server was probed by the caller (:func:`check_reachable`), in the run's process."""
     from mlflow import MlflowClient
 
     try:

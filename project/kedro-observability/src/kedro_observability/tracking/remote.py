@@ -1,0 +1,197 @@
+"""The MLflow run as the helper process (:mod:`.worker`) holds it: opened, filled, ended.
+
+Everything here runs in the helper, never in the Kedro process: MLflow is imported here.
+What it logs, and in which order at the end, is what the run's process logged before the
+helper existed; only the model is logged earlier, as soon as it and its input example are
+saved, and a failure of that is reported at the end, where it used to happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from kedro_observability.tracking.content import TableHead, evaluation_metrics, fingerprint_tags, log_artifacts, log_inputs, log_model, table_sample_from_head
+from kedro_observability.tracking.params import mlflow_key
+from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, describe, log_entities, open_run
+from kedro_observability.tracking.worker import FinishRequest, OpenRequest
+
+logger = logging.getLogger(__name__)
+
+ERROR_TAG_LENGTH = 5000
+STOPPED_BY_TAG = "kedro.stopped_by"
+
+
+def prepare(uri: str, experiment_name: str) -> None:
+    """Import what a run will use and open the store, before the run asks for anything."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import mlflow.data  # noqa: F401
+            import mlflow.models  # noqa: F401
+            import mlflow.sklearn  # noqa: F401
+            from mlflow import MlflowClient
+
+            try:
+                import skops.io  # noqa: F401 - what mlflow.sklearn serialises with, when installed
+            except ImportError:
+                pass
+        MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment_name)
+    except Exception as error:  # noqa: BLE001 - opening the run reports the same problem, in its words
+        logger.debug("Preparing MLflow at %s failed: %s", uri, describe(error))
+
+
+@dataclass
+class _EarlyModel:
+    """The outcome of logging the model while the pipeline ran."""
+
+    error: Exception | None = None
+
+
+@dataclass
+class HelperRun:
+    """One open MLflow run and what the Kedro run has sent it so far."""
+
+    client: Any
+    request: OpenRequest
+    run_id: str
+    experiment_id: str
+    sources: dict[str, Any]
+    kept: dict[str, Any] = field(default_factory=dict)
+    model: _EarlyModel | None = None
+
+    @classmethod
+    def open(cls, request: OpenRequest) -> HelperRun:
+        """Create the run with its tags and params; raise what the run's process raises."""
+        _sync_environment(request.http_environment)
+        sources = input_sources(request.source_paths) if request.source_paths else {}
+        client, experiment_id, run_id = open_run(request.uri, request.settings, request.run, request.kedro_version, request.project_path, request.params)
+        return cls(client, request, run_id, experiment_id, sources)
+
+    def keep(self, key: str, value: Any) -> None:
+        """Data for the run, sent as it was saved or loaded; the model is logged at once."""
+        if isinstance(value, TableHead):
+            value = table_sample_from_head(value)
+        self.kept[key] = value
+        roles = _roles(self.request.settings)
+        # To a local store only: a server gets no byte while the nodes run (the contract of
+        # run.py), so there the model goes with everything else at the end.
+        if _local_store(self.request.uri) and self.model is None and "data:model" in self._by_role() and ("example" not in roles or "data:example" in self._by_role()):
+            self.model = _EarlyModel()
+            try:
+                self._log_model(self._by_role())
+            except Exception as error:  # noqa: BLE001 - reported with everything else at the end
+                self.model.error = error
+
+    def _by_role(self) -> dict[str, Any]:
+        roles = _roles(self.request.settings)
+        return {f"data:{role}": self.kept[f"data:{name}"] for role, name in roles.items() if f"data:{name}" in self.kept}
+
+    def _log_model(self, values: dict[str, Any]) -> None:
+        settings = self.request.settings
+        log_model(self.client, self.request.uri, self.experiment_id, self.run_id, settings, values["data:model"], values.get("data:example"))
+
+    def finish(self, request: FinishRequest) -> list[str]:
+        """Send everything the run gathered, then its status; return what could not be logged."""
+        return self._upload(request)
+
+    def _upload(self, request: FinishRequest) -> list[str]:
+        from mlflow.entities import Metric
+
+        for key, value in request.values.items():
+            self.kept.setdefault(key, table_sample_from_head(value) if isinstance(value, TableHead) else value)
+        values = self._by_role()
+        not_logged = list(request.not_logged)
+        recorded_metrics = dict(request.recorded.metrics) if request.recorded is not None else {}
+        artifacts = list(request.recorded.artifacts) if request.recorded is not None else []
+        now = int(time.time() * 1000)
+        numbers = recorded_metrics
+        numbers.update(evaluation_metrics(values.get("data:metrics")))
+        metrics = [Metric(mlflow_key(key), value, now, 0) for key, value in numbers.items()]
+        tags = fingerprint_tags(values.get("data:fingerprints"))
+        if request.error is not None:
+            tags["kedro.error"] = request.error[:ERROR_TAG_LENGTH]
+        if request.stopped_by is not None:
+            tags[STOPPED_BY_TAG] = request.stopped_by
+        inputs = {key[len("input:") :]: value for key, value in self.kept.items() if key.startswith("input:") and key[len("input:") :] in self.sources}
+
+        steps: list[tuple[str, Callable[[], None]]] = [(f"{len(metrics)} metrics and {len(tags)} tags", lambda: log_entities(self.client, self.run_id, metrics, tags=tags))]
+        if inputs:
+            steps.append((f"{len(inputs)} dataset inputs", lambda: log_inputs(self.client, self.run_id, inputs, self.sources)))
+        if request.status == "FINISHED" and values.get("data:model") is not None:
+            steps.append(("the model", lambda: self._model_step(values)))
+        if artifacts:
+            steps.append((f"{len(artifacts)} artifacts", lambda: log_artifacts(self.client, self.run_id, artifacts)))
+        steps.append((f"the run's status {request.status} (it stays RUNNING)", lambda: self.client.set_terminated(self.run_id, request.status)))
+
+        reachable = True
+        for description, step in steps:
+            if not reachable:
+                not_logged.append(description)
+                continue
+            try:
+                step()
+            except Exception as failure:  # noqa: BLE001 - report and go on with the next step
+                not_logged.append(f"{description} ({describe(failure)})")
+                try:
+                    check_reachable(self.request.uri, self.request.settings.request_timeout_seconds)
+                except MlflowTrackingError:
+                    reachable = False  # each further call would only wait for its own retries
+        return not_logged
+
+    def _model_step(self, values: dict[str, Any]) -> None:
+        """The model's place among the steps: logged already (its error, if any, is raised
+        here, where it used to be raised), or logged now."""
+        if self.model is None:
+            self._log_model(values)
+        elif self.model.error is not None:
+            raise self.model.error
+
+
+def _local_store(uri: str) -> bool:
+    """True for a store on this machine's disk (SQLite, files): logging there is no network call."""
+    return urlsplit(uri).scheme in {"", "file", "sqlite"}
+
+
+def _roles(settings: Any) -> dict[str, str]:
+    return {
+        role: name
+        for role, name in [
+            ("metrics", settings.metrics_dataset),
+            ("model", settings.model_dataset),
+            ("example", settings.model_input_example_dataset),
+            ("fingerprints", settings.fingerprints_dataset),
+        ]
+        if name
+    }
+
+
+def input_sources(paths: dict[str, str]) -> dict[str, Any]:
+    """MLflow DatasetSources of the pipeline's file-based inputs."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    sources = {}
+    for name, path in sorted(paths.items()):
+        try:
+            with warnings.catch_warnings():
+                # MLflow registers two local-file sources and warns each time that it chose one.
+                warnings.simplefilter("ignore", UserWarning)
+                sources[name] = resolve_dataset_source(path)
+        except Exception as error:  # noqa: BLE001 - a scheme MLflow has no source type for
+            logger.debug("No MLflow dataset source for '%s' (%s): %s", name, path, error)
+    return sources
+
+
+def _sync_environment(variables: dict[str, str]) -> None:
+    """MLflow's variables as the run's process has them now (the helper may be older than
+    a variable the user set since)."""
+    for name in [name for name in os.environ if name.startswith("MLFLOW_") and name not in variables]:
+        del os.environ[name]
+    os.environ.update(variables)
+

@@ -1,0 +1,236 @@
+"""The MLflow side of a run, in a process of its own: MLflow's import, its store, the model.
+
+MLflow costs a ``kedro run`` seconds of CPU that no node needs: importing it (about 1 s),
+opening a SQLite store (about 1.5 s: SQLAlchemy and Alembic check the schema) and logging the
+model (about 1 s). In the run's own process that is all on the critical path, and a thread
+would not help: it is Python code holding the GIL. So one helper process per Kedro process
+does it, started when the context exists (it imports MLflow and opens the store while Kedro
+builds the catalog and the plugin parses the suites), and the run talks to it through a
+socket: the run is opened before the first node (its errors fail or warn there, as before),
+the model is logged as soon as it is saved, while later nodes run, and the end of the run
+waits for everything to be sent.
+
+The helper ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group, and the run
+(the parent) decides how the MLflow run ends. When the parent goes away without ending it
+(SIGKILL), the socket closes and the helper ends the run as KILLED itself. Its log records
+and warnings are handed to the parent, which logs them through its own logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerGoneError(RuntimeError):
+    """The MLflow helper process exited or cannot be reached."""
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What the helper needs to open a run: everything was checked in the run's process."""
+
+    uri: str
+    settings: Any
+    run: Any
+    kedro_version: str
+    project_path: Path
+    params: Any
+    source_paths: dict[str, str]
+    http_environment: dict[str, str]
+    """Every MLFLOW_* variable of the run's process, its HTTP bounds included."""
+
+
+@dataclass(frozen=True)
+class FinishRequest:
+    """The end of the run: its status, and what the helper has not been sent yet."""
+
+    status: str
+    error: str | None
+    stopped_by: str | None
+    values: dict[str, Any]
+    recorded: Any
+    not_logged: list[str] = field(default_factory=list)
+
+
+# ---- the run's side ---------------------------------------------------------------------------
+
+
+class TrackingWorker:
+    """The run's handle on its helper process; one per Kedro process, reused by every run."""
+
+    _current: TrackingWorker | None = None
+    _current_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        environment = dict(os.environ)
+        # The parent's import path (the project's src/ included), so that a model of the
+        # project's own classes unpickles there.
+        environment["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kedro_observability.tracking.worker", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=environment,
+        )
+        theirs.close()
+        self.pid = os.getpid()
+        self._socket = ours
+        self._stream = ours.makefile("rwb")
+        self._send_lock = threading.Lock()
+
+    @classmethod
+    def for_this_process(cls) -> TrackingWorker:
+        """The process's helper, started on first use (again if it exited, or after a fork)."""
+        with cls._current_lock:
+            current = cls._current
+            if current is None or current.pid != os.getpid() or current.process.poll() is not None:
+                current = cls._current = cls()
+            return current
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Send one message; raise :class:`WorkerGoneError` if the helper is gone."""
+        if os.getpid() != self.pid:
+            return  # a forked ParallelRunner worker: its data goes through the run record
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            with self._send_lock:
+                self._stream.write(data)
+                self._stream.flush()
+        except OSError as error:
+            raise WorkerGoneError(f"the MLflow helper process exited ({error})") from error
+
+    def receive(self, kind: str) -> Any:
+        """Wait for the answer ``kind``, logging the helper's log records meanwhile."""
+        while True:
+            try:
+                message = pickle.load(self._stream)
+            except (EOFError, OSError, pickle.UnpicklingError) as error:
+                code = self.process.poll()
+                raise WorkerGoneError(f"the MLflow helper process exited (exit code {code}, {type(error).__name__})") from error
+            if message[0] == "log":
+                _relog(*message[1:])
+            elif message[0] == kind:
+                return message[1]
+
+
+def _relog(name: str, level: int, text: str, pathname: str, lineno: int) -> None:
+    target = logging.getLogger(name)
+    if target.isEnabledFor(level):
+        target.handle(logging.makeLogRecord({"name": name, "levelno": level, "levelname": logging.getLevelName(level), "msg": text, "pathname": pathname, "lineno": lineno}))
+
+
+# ---- the helper's side ------------------------------------------------------------------------
+
+
+class _Forward(logging.Handler):
+    """Hands each record to the parent, which logs it as its own."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            self._send(("log", record.name, record.levelno, text, record.pathname, record.lineno))
+        except Exception:  # noqa: BLE001 - logging must never stop the helper
+            pass
+
+
+class _Helper:
+    """Runs the MLflow runs the parent opens, one after the other."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.run: Any = None
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self._stream.write(data)
+            self._stream.flush()
+
+    def read(self) -> None:
+        """Drain the socket at once, so that the parent never waits on a full buffer."""
+        while True:
+            try:
+                self.inbox.put(pickle.load(self._stream))
+            except Exception:  # noqa: BLE001 - EOF: the parent is gone
+                self.inbox.put(None)
+                return
+
+    def serve(self) -> None:
+        from kedro_observability.tracking.remote import HelperRun, prepare
+
+        while True:
+            message = self.inbox.get()
+            if message is None:
+                if self.run is not None:  # the parent died without ending its run
+                    self.run.finish(FinishRequest("KILLED", None, "the end of the Kedro process", {}, None))
+                return
+            kind = message[0]
+            if kind == "prepare":
+                prepare(*message[1:])
+            elif kind == "open":
+                try:
+                    self.run = HelperRun.open(message[1])
+                    self.send(("opened", (None, self.run.run_id, self.run.experiment_id)))
+                except BaseException as error:  # noqa: BLE001 - the parent raises it
+                    self.run = None
+                    self.send(("opened", (_portable(error), None, None)))
+            elif kind == "keep" and self.run is not None:
+                self.run.keep(message[1], message[2])
+            elif kind == "finish":
+                not_logged = self.run.finish(message[1]) if self.run is not None else ["everything (no MLflow run is open)"]
+                self.run = None
+                self.send(("finished", not_logged))
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The error itself if it crosses a pickle, else a RuntimeError with its description."""
+    try:
+        return pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - an exception with arguments pickle cannot rebuild
+        from kedro_observability.tracking.server import describe
+
+        return RuntimeError(describe(error))
+
+
+def main() -> None:
+    """The helper process: ``python -m kedro_observability.tracking.worker <socket fd>``."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    connection = socket.socket(fileno=int(sys.argv[1]))
+    helper = _Helper(connection.makefile("rwb"))
+    root = logging.getLogger()
+    root.handlers[:] = [_Forward(helper.send)]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("kedro_observability").setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    threading.Thread(target=helper.read, name="kedro-observability-mlflow-reader", daemon=True).start()
+    helper.serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""What taking MLflow off the run's critical path must not break: the helper process logs the
+model while later nodes run, yet a failure of that is reported as it was when the model was
+logged at the end, a run stopped while the model uploads still ends KILLED, and the run's
+content is the same under every runner. Real kedro runs, a real SQLite store."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import psutil
+import pytest
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from conftest import RUNNERS, make_runner, run_project
+
+PACKAGE = "background_trial"
+HELPER_MODULE = "kedro_observability.tracking.worker"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+
+@pytest.fixture
+def model_project(tmp_path: Path) -> Path:
+    """Train a model whose predict (called by MLflow's signature inference) can be told to
+    fail or to take its time, then a node that can be told to wait to be stopped."""
+    project = tmp_path / "trial"
+    _write(project / "pyproject.toml", f"""
+        [tool.kedro]
+        package_name = "{PACKAGE}"
+        project_name = "trial"
+        kedro_init_version = "1.7.0"
+        source_dir = "src"
+    """)
+    _write(project / "src" / PACKAGE / "__init__.py", "")
+    _write(project / "src" / PACKAGE / "settings.py", "")
+    _write(project / "src" / PACKAGE / "model.py", """
+        import os
+        import time
+        from pathlib import Path
+
+        from sklearn.linear_model import LinearRegression
+
+
+        class TrialModel(LinearRegression):
+            def predict(self, X):
+                if os.environ.get("TRIAL_PREDICT_FAILS"):
+                    raise RuntimeError("predict refused")
+                marker = os.environ.get("TRIAL_PREDICT_STARTED")
+                if marker:
+                    Path(marker).write_text(str(os.getpid()))
+                    time.sleep(float(os.environ.get("TRIAL_PREDICT_SECONDS", "0")))
+                return super().predict(X)
+    """)
+    _write(project / "src" / PACKAGE / "pipeline_registry.py", """
+        import os
+        import time
+        from pathlib import Path
+
+        import pandas as pd
+        from kedro.pipeline import Pipeline, node
+
+        from .model import TrialModel
+
+
+        def make_table() -> pd.DataFrame:
+            return pd.DataFrame({"x": [float(i) for i in range(40)], "z": [float(i % 7) for i in range(40)]})
+
+
+        def train(table: pd.DataFrame) -> TrialModel:
+            return TrialModel().fit(table, table["x"] * 2.0 + table["z"])
+
+
+        def afterwards(model: TrialModel) -> dict:
+            stop_file = os.environ.get("TRIAL_WAIT_TO_BE_STOPPED")
+            if stop_file:
+                Path(stop_file).write_text(str(os.getpid()))
+                for _ in range(1200):
+                    time.sleep(0.1)
+            return {"score": 1.0}
+
+
+        def register_pipelines() -> dict[str, Pipeline]:
+            return {"__default__": Pipeline([
+                node(make_table, None, "table", name="make_table"),
+                node(train, "table", "model", name="train"),
+                node(afterwards, "model", "metrics", name="afterwards"),
+            ])}
+    """)
+    _write(project / "conf" / "base" / "observability.yml", """
+        statsd: {enabled: false}
+        memory: {enabled: false}
+        validation: {enabled: false}
+        mlflow:
+          model_dataset: model
+          model_input_example_dataset: table
+          metrics_dataset: metrics
+          pip_requirements: [scikit-learn]
+          log_input_datasets: false
+    """)
+    _write(project / "conf" / "base" / "catalog.yml", "{}\n")
+    (project / "conf" / "local").mkdir()
+    return project
+
+
+def _environment(project: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir(exist_ok=True)
+    environment = {key: value for key, value in os.environ.items() if key not in {"MLFLOW_TRACKING_URI", "STATSD_HOST", "STATSD_PORT"}}
+    environment.update({
+        "PYTHONPATH": str(project / "src"),
+        "TMPDIR": str(temporary),
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "COLUMNS": "250",
+        **extra,
+    })  # fmt: skip
+    return environment
+
+
+def _only_run(project: Path) -> Any:
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (experiment,) = [each for each in client.search_experiments() if each.name == PACKAGE]
+    (run,) = client.search_runs([experiment.experiment_id])
+    models = client.search_logged_models([experiment.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    return run, models
+
+
+def _helpers_of(temporary: Path) -> list[psutil.Process]:
+    """MLflow helper processes started by the runs of this test (known by their TMPDIR)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if HELPER_MODULE in " ".join(process.info["cmdline"] or []) and process.environ().get("TMPDIR") == str(temporary):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_a_failure_of_the_model_logged_in_the_background_is_reported_as_before(model_project: Path, tmp_path: Path) -> None:
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run(
+        [str(kedro), "run"], cwd=model_project, env=_environment(model_project, tmp_path, TRIAL_PREDICT_FAILS="1"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = " ".join((result.stdout + result.stderr).split())
+    # A model that cannot be logged never failed the run: one warning names it, the rest is logged.
+    assert result.returncode == 0, output[-4000:]
+    # Rich may wrap the line and put the logger's location in the middle of the message.
+    assert re.search(r"is incomplete\. Not logged: the model \(RuntimeError: (\S+\.py:\d+ )?predict refused\)\.", output), output[-4000:]
+    run, models = _only_run(model_project)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["score"] == 1.0
+    assert "node_duration_seconds.afterwards" in run.data.metrics
+    assert models == []
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_run_stopped_while_the_model_uploads_ends_killed_with_the_model(model_project: Path, tmp_path: Path, signal_name: str) -> None:
+    predicting, waiting = tmp_path / "predicting", tmp_path / "waiting"
+    environment = _environment(
+        model_project, tmp_path,
+        TRIAL_PREDICT_STARTED=str(predicting), TRIAL_PREDICT_SECONDS="3", TRIAL_WAIT_TO_BE_STOPPED=str(waiting),
+    )  # fmt: skip
+    kedro = Path(sys.executable).with_name("kedro")
+    log_path = tmp_path / "kedro-run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([str(kedro), "run"], cwd=model_project, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not (predicting.exists() and waiting.exists()):
+                assert process.poll() is None, log_path.read_text()[-4000:]
+                assert time.monotonic() < deadline, "the model was never logged while the next node ran"
+                time.sleep(0.05)
+            # The helper is inside MLflow's log_model (the model's predict sleeps) and the
+            # pipeline's last node runs: stop the run now.
+            assert int(predicting.read_text()) != process.pid
+            if signal_name == "SIGINT":
+                os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the helper too: it ignores it
+            else:
+                os.kill(process.pid, signal.SIGTERM)
+            process.wait(timeout=90)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    output = " ".join(log_path.read_text().split())
+    run, models = _only_run(model_project)
+    assert run.info.status == "KILLED", output[-4000:]
+    assert run.data.tags["kedro.stopped_by"] == signal_name
+    # The upload under way was finished before the run was ended.
+    assert [model.name for model in models] == ["model"]
+    assert re.search(rf"the run was stopped by {signal_name}; it is (\S+\.py:\d+ )?recorded as KILLED", output), output[-4000:]
+    temporary = tmp_path / "tmp"
+    deadline = time.monotonic() + 20
+    while _helpers_of(temporary):
+        assert time.monotonic() < deadline, "the MLflow helper outlived the run"
+        time.sleep(0.2)
+    assert not [path.name for path in temporary.iterdir() if path.name.startswith("kedro-observability-")]
+
+
+def test_the_run_content_is_the_same_under_every_runner(sample_project: Path) -> None:
+    """The model's signature and input example are what MLflow infers from the example
+    dataset's first rows, and params, metrics, tags, inputs and artifacts do not depend on the
+    runner, though the model reaches the helper from the main process, a thread or a forked worker."""
+    client = MlflowClient(f"sqlite:///{sample_project / 'mlflow.db'}")
+    contents = {}
+    for runner in RUNNERS:
+        run_project(sample_project, runner=make_runner(runner))
+        experiment = client.get_experiment_by_name("spaceflights")
+        (run,) = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["kedro.runner"] == runner
+        (output,) = run.outputs.model_outputs
+        info = mlflow.models.get_model_info(f"models:/{output.model_id}")
+        model = mlflow.sklearn.load_model(f"models:/{output.model_id}")
+        example = pd.read_parquet(sample_project / "data" / "03_primary" / "model_input_table.parquet")
+        loaded_example = mlflow.models.Model.load(f"models:/{output.model_id}").load_input_example(mlflow.artifacts.download_artifacts(f"models:/{output.model_id}"))
+        assert list(loaded_example.columns) == list(model.feature_names_in_)
+        assert len(loaded_example) == 5
+        assert info.signature == infer_signature(loaded_example, model.predict(loaded_example))
+        assert set(model.feature_names_in_) <= set(example.columns)
+        tags = {key for key in run.data.tags if key not in {"kedro.run_id", "mlflow.runName", "kedro.runner"}}
+        contents[runner] = {
+            "params": run.data.params,
+            "metrics": sorted(run.data.metrics),
+            "tags": sorted(tags),
+            "artifacts": sorted(each.path for each in client.list_artifacts(run.info.run_id)),
+            "inputs": sorted((each.dataset.name, each.dataset.digest) for each in run.inputs.dataset_inputs),
+            "signature": info.signature.to_dict(),
+            "example": loaded_example.to_dict(),
+        }
+    assert contents["ThreadRunner"] == contents["SequentialRunner"]
+    assert contents["ParallelRunner"] == contents["SequentialRunner"]
