@@ -44,6 +44,7 @@ run: venv
 	cd project && ../$(BIN)/kedro run
 
 bench: venv
+	$(BIN)/python benchmarks/bench_run.py
 	$(BIN)/python benchmarks/bench_hooks.py
 
 dashboards: venv
