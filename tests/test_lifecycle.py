@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,29 +18,10 @@ from mlflow import MlflowClient
 from conftest import REPO, RUNNERS, make_runner, run_project
 from mlflow_server import MlflowServer, closed_port_uri, mlflow_server  # noqa: F401 - the fixture
 from statsd_capture import UDPCapture
+from tiny_project import make_tiny_project
 
 SLEEPY = "sleepy_project"
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-
-
-@pytest.fixture
-def sleepy_project(tmp_path: Path) -> Path:
-    """A project whose second node says it started, then waits to be stopped."""
-    project = tmp_path / "sleepy"
-    _write(project / "pyproject.toml", f"""
-        [tool.kedro]
-        package_name = "{SLEEPY}"
-        project_name = "sleepy"
-        kedro_init_version = "1.7.0"
-        source_dir = "src"
-    """)
-    _write(project / "src" / SLEEPY / "__init__.py", "")
-    _write(project / "src" / SLEEPY / "settings.py", "")
-    _write(project / "src" / SLEEPY / "pipeline_registry.py", """
+SLEEPY_REGISTRY = """
         import os
         import time
         from pathlib import Path
@@ -66,14 +46,17 @@ def sleepy_project(tmp_path: Path) -> Path:
                 node(wait_to_be_stopped, "a", "b", name="wait_to_be_stopped"),
             ])
             return {"__default__": pipeline}
-    """)
-    _write(project / "conf" / "base" / "observability.yml", """
+"""
+SLEEPY_OBSERVABILITY = """
         memory: {interval_seconds: 0.01}
         validation: {enabled: false}
-    """)
-    _write(project / "conf" / "base" / "catalog.yml", "{}\n")
-    (project / "conf" / "local").mkdir()
-    return project
+"""
+
+
+@pytest.fixture
+def sleepy_project(tmp_path: Path) -> Path:
+    """A project whose second node says it started, then waits to be stopped."""
+    return make_tiny_project(tmp_path / "sleepy", SLEEPY, SLEEPY_REGISTRY, SLEEPY_OBSERVABILITY)
 
 
 def _leftovers(folder: Path) -> list[str]:

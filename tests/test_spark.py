@@ -9,38 +9,17 @@ only warns under ``policy: warn``, and the run completes.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from statsd_capture import UDPCapture
+from tiny_project import make_tiny_project, subprocess_environment, write
 
 PACKAGE = "spark_trial"
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-
-
-@pytest.fixture
-def spark_project(tmp_path: Path) -> Path:
-    pytest.importorskip("pyspark")  # in CI, conftest turns this skip into a failure
-    project = tmp_path / "spark-trial"
-    _write(project / "pyproject.toml", f"""
-        [tool.kedro]
-        package_name = "{PACKAGE}"
-        project_name = "spark-trial"
-        kedro_init_version = "1.7.0"
-        source_dir = "src"
-    """)
-    _write(project / "src" / PACKAGE / "__init__.py", "")
-    _write(project / "src" / PACKAGE / "settings.py", "")
-    _write(project / "src" / PACKAGE / "pipeline_registry.py", """
+REGISTRY = """
         import pandas as pd
         from kedro.pipeline import Pipeline, node
         from pyspark.sql import SparkSession
@@ -62,36 +41,32 @@ def spark_project(tmp_path: Path) -> Path:
                 node(count_rows, "spark_frame", "row_count", name="count_rows"),
             ])
             return {"__default__": pipeline}
-    """)
-    _write(project / "conf" / "base" / "catalog.yml", """
+"""
+
+
+@pytest.fixture
+def spark_project(tmp_path: Path) -> Path:
+    pytest.importorskip("pyspark")  # in CI, conftest turns this skip into a failure
+    project = make_tiny_project(tmp_path / "spark-trial", PACKAGE, REGISTRY, "mlflow: {enabled: false}\n")
+    write(project / "conf" / "base" / "catalog.yml", """
         spark_frame:
           type: MemoryDataset
           copy_mode: assign
     """)
-    _write(project / "conf" / "base" / "observability.yml", "mlflow: {enabled: false}\n")
-    _write(project / "conf" / "base" / "expectations" / "spark_frame.yml", """
+    write(project / "conf" / "base" / "expectations" / "spark_frame.yml", """
         spark_frame:
           policy: warn
           expectations:
             - expect_column_values_to_not_be_null: {column: id}
     """)
-    (project / "conf" / "local").mkdir()
     return project
 
 
 def test_spark_frames_get_no_size_and_a_suite_on_one_only_warns(spark_project: Path, tmp_path: Path) -> None:
     capture = UDPCapture()
-    environment = {
-        **os.environ,
-        "PYTHONPATH": str(spark_project / "src"),
-        "STATSD_HOST": "127.0.0.1",
-        "STATSD_PORT": str(capture.port),
-        "KEDRO_DISABLE_TELEMETRY": "true",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PYSPARK_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "COLUMNS": "400",  # rich wraps log lines at the terminal width; one message, one line
-    }
+    environment = subprocess_environment(
+        spark_project, STATSD_HOST="127.0.0.1", STATSD_PORT=str(capture.port), PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1"
+    )
     kedro = Path(sys.executable).with_name("kedro")
     try:
         result = subprocess.run(
