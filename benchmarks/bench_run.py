@@ -493,7 +493,7 @@ def configurations(cache: Path, projects: Iterable[str]) -> dict[str, list[Confi
             Configuration("plugin on, no feature", project, kedro, ["--env", "no_features"], baseline="bare"),
             Configuration("every feature", project, kedro, [], baseline="bare"),
             *(Configuration(f"{feature} alone", project, kedro, ["--env", f"only_{feature}"], baseline="bare") for feature in FEATURES),
-            Configuration("kedro-mlflow venv: bare", other, their_kedro, [], {DISABLE_VARIABLE: "kedro-mlflow"}),
+            Configuration("kedro-mlflow venv: bare", other, their_kedro, [], {DISABLE_VARIABLE: "kedro-mlflow,kedro_mlflow"}),
             Configuration("kedro-mlflow 2.0.3", other, their_kedro, ["--env", "kedro_mlflow"], baseline="kedro-mlflow venv: bare"),
         ]
     return found

@@ -29,22 +29,26 @@ STOPPED_BY_TAG = "kedro.stopped_by"
 
 
 def prepare(uri: str, experiment_name: str) -> None:
-    """Import what a run will use and open the store, before the run asks for anything."""
+    """Import MLflow and open the store before the run asks for its opening."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import mlflow.data  # noqa: F401
-            import mlflow.models  # noqa: F401
-            import mlflow.sklearn  # noqa: F401
-            from mlflow import MlflowClient
+        from mlflow import MlflowClient
 
-            try:
-                import skops.io  # noqa: F401 - what mlflow.sklearn serialises with, when installed
-            except ImportError:
-                pass
         MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment_name)
     except Exception as error:  # noqa: BLE001 - opening the run reports the same problem, in its words
         logger.debug("Preparing MLflow at %s failed: %s", uri, describe(error))
+
+
+def prepare_model_logging() -> None:
+    """Import what logging the model uses, once the run is open and while the nodes run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import mlflow.data  # noqa: F401
+            import mlflow.models  # noqa: F401
+            import mlflow.sklearn  # noqa: F401
+            import skops.io  # noqa: F401 - what mlflow.sklearn serialises with, when installed
+        except ImportError:
+            pass
 
 
 @dataclass

@@ -181,7 +181,7 @@ class _Helper:
                 return
 
     def serve(self) -> None:
-        from kedro_observability.tracking.remote import HelperRun, prepare
+        from kedro_observability.tracking.remote import HelperRun, prepare, prepare_model_logging
 
         while True:
             message = self.inbox.get()
@@ -196,6 +196,7 @@ class _Helper:
                 try:
                     self.run = HelperRun.open(message[1])
                     self.send(("opened", (None, self.run.run_id, self.run.experiment_id)))
+                    prepare_model_logging()
                 except BaseException as error:  # noqa: BLE001 - the parent raises it
                     self.run = None
                     self.send(("opened", (_portable(error), None, None)))
