@@ -248,6 +248,23 @@ def test_an_unknown_suite_or_option_is_refused_when_the_catalog_is_created(sampl
         run_project(sample_project)
 
 
+def test_a_broken_suite_stops_the_run_as_a_configuration_error_even_under_severity_warn(sample_project: Path, capture: UDPCapture) -> None:
+    """Found when Kedro builds the validator (GX is not imported before the run for it): a
+    configuration error, which Kedro raises whatever the severity, never a warning."""
+    from kedro.validation import ValidationConfigurationError
+
+    quick(sample_project)
+    local_catalog(sample_project, {"shuttles": {**base_entry("shuttles"), "validator": {**base_entry("shuttles")["validator"], "severity": "warn"}}})
+    suite = sample_project / "conf" / "base" / "expectations" / "shuttles.yml"
+    suite.write_text(suite.read_text().replace("{column: engines, min_value: 1", "{column: engines, minimum: 1"))
+
+    with pytest.raises(ValidationConfigurationError, match=r"shuttles\.expectations\[9\] \(expect_column_values_to_be_between\) in conf/base/expectations/shuttles\.yml: unknown argument 'minimum'"):
+        run_project(sample_project)
+
+    assert not (sample_project / "data" / "08_reporting" / "raw_fingerprints.json").exists()  # the first node did not run
+    assert ("shuttles", "passed") not in validations(capture) and ("shuttles", "failed") not in validations(capture)
+
+
 # ---- the validator object ---------------------------------------------------------------------
 
 

@@ -113,21 +113,22 @@ class GreatExpectationsValidator:
     on pandas DataFrames; see the module's documentation."""
 
     def __init__(self, suite: str | None = None, expectations: list[Any] | None = None) -> None:
-        """Check the options; nothing is imported or built (Kedro builds one per task)."""
-        if (suite is None) == (expectations is None):
-            raise ValueError(
-                "give either 'suite' (the key of a suite in conf/<env>/expectations/) or "
-                "'expectations' (a list, as in a suite file) in the validator's options, "
-                f"not {'both' if suite is not None else 'neither'}"
-            )
-        if suite is not None and (not isinstance(suite, str) or not suite):
-            raise ValueError(f"'suite' must be the name of a suite in conf/<env>/expectations/, got {suite!r}")
-        if expectations is not None and (not isinstance(expectations, list) or not expectations):
-            raise ValueError(f"'expectations' must be a non-empty list of expectations, got {expectations!r}")
+        """Check the options and get the suite's GX objects of this process (built once per
+        process and suite, GX imported then if the background import has not done it).
+
+        Kedro builds a validator when it first validates its dataset in a process and raises
+        what this raises as a configuration error, whatever the severity: a suite with an
+        unknown expectation or argument stops the run there, naming its file and entry; it is
+        never taken for data that failed (which ``severity: warn`` would only log).
+        """
+        self._source = suite_source(suite, expectations)
         self.suite = suite
         self.expectations = list(expectations) if expectations is not None else None
-        self._source = _suite_source(suite, self.expectations)
         self._key = self._source.key
+        self._pid = os.getpid()
+        self._compiled: CompiledSuite | None = None
+        if _validation_settings(None).enabled:
+            self._compiled = compiled_suite(self._source, self._key)
 
     def __repr__(self) -> str:
         return f"GreatExpectationsValidator(suite={self.suite!r})" if self.suite else "GreatExpectationsValidator(expectations=[...])"
@@ -158,7 +159,11 @@ class GreatExpectationsValidator:
             )
         severity = _severity_of(dataset)
         policy = "warn" if severity == "warn" or settings.policy_override == "warn" else "fail"
-        compiled = compiled_suite(self._source, self._key)
+        compiled = self._compiled
+        if compiled is None or self._pid != os.getpid():
+            # Validation was off when it was built, or this is a forked copy: this process's.
+            compiled = self._compiled = compiled_suite(self._source, self._key)
+            self._pid = os.getpid()
         outcome, results = compiled.validate(
             data,
             dataset=dataset,
@@ -196,7 +201,18 @@ class SuiteSource:
         return json.dumps([self.name, self.source, self.body], sort_keys=True, default=repr)
 
 
-def _suite_source(suite: str | None, expectations: list[Any] | None) -> SuiteSource:
+def suite_source(suite: str | None, expectations: list[Any] | None) -> SuiteSource:
+    """The suite that a validator's options name; ``ValueError`` for options that name none."""
+    if (suite is None) == (expectations is None):
+        raise ValueError(
+            "give either 'suite' (the key of a suite in conf/<env>/expectations/) or "
+            "'expectations' (a list, as in a suite file) in the validator's options, "
+            f"not {'both' if suite is not None else 'neither'}"
+        )
+    if suite is not None and (not isinstance(suite, str) or not suite):
+        raise ValueError(f"'suite' must be the name of a suite in conf/<env>/expectations/, got {suite!r}")
+    if expectations is not None and (not isinstance(expectations, list) or not expectations):
+        raise ValueError(f"'expectations' must be a non-empty list of expectations, got {expectations!r}")
     if suite is None:
         return SuiteSource("inline suite", {"expectations": expectations}, _INLINE)
     config = _project_suites(suite)
@@ -387,7 +403,7 @@ def catalog_created(catalog: CatalogProtocol, config_loader: Any, settings: Obse
         check_validator(catalog, name, spec.options)
     scope.declared.update(declared)
     if settings is None or settings.validation.enabled:
-        prefetch([_suite_source(spec.options.get("suite"), spec.options.get("expectations")) for spec in declared.values()])
+        prefetch([suite_source(spec.options.get("suite"), spec.options.get("expectations")) for spec in declared.values()])
 
 
 def check_validator(catalog: CatalogProtocol, name: str, options: Mapping[str, Any]) -> None:
@@ -403,14 +419,14 @@ def check_validator(catalog: CatalogProtocol, name: str, options: Mapping[str, A
     kind = _non_pandas_kind(catalog, name)
     if kind is not None:
         raise GreatExpectationsConfigurationError(
-            f"The catalog declares a Great Expectations validator on '{name}', a {kind}: it validates "
-            f"pandas DataFrames, and {kind} loads and saves another kind of frame. Remove the "
+            f"The catalog declares a Great Expectations validator on '{name}', whose type {kind} loads "
+            "and saves another kind of frame than the pandas DataFrames it validates. Remove the "
             f"validator: of '{name}', or validate a pandas dataset (for example the output of a node "
             "that converts the frame with toPandas())."
         )
     try:
-        GreatExpectationsValidator(**options)
-    except (TypeError, ValueError) as error:
+        suite_source(options.get("suite"), options.get("expectations"))
+    except ValueError as error:
         raise GreatExpectationsConfigurationError(f"The validator: of '{name}' in catalog.yml cannot validate: {error}") from None
 
 
