@@ -243,6 +243,7 @@ def test_inject_bad_data_fails_clearly_without_the_file(tmp_path: Path) -> None:
 def test_the_validation_suites_catch_the_injected_data(sample_project: Path) -> None:
     """The knob does what it is for: with injected data the run fails on validation."""
     from conftest import run_project
+    from kedro_observability import DataValidationError
 
     run_project(sample_project, pipeline_names=["data_generation"])
     shuttles = sample_project / "data" / "01_raw" / "shuttles.csv"
@@ -250,7 +251,8 @@ def test_the_validation_suites_catch_the_injected_data(sample_project: Path) -> 
 
     with pytest.raises(Exception) as failure:
         run_project(sample_project)
-    assert type(failure.value).__name__ == "DataValidationError", failure.value
+    # The catalog's validator raises the plugin's error (a Kedro DataValidationError too).
+    assert isinstance(failure.value, DataValidationError), failure.value
     assert "shuttles" in str(failure.value)
 
 
