@@ -265,6 +265,26 @@ def test_a_broken_suite_stops_the_run_as_a_configuration_error_even_under_severi
     assert ("shuttles", "passed") not in validations(capture) and ("shuttles", "failed") not in validations(capture)
 
 
+def test_a_suite_policy_warn_under_a_validator_of_severity_error_is_pointed_out(sample_project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from kedro.framework.project import configure_project
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    configure_project("spaceflights")
+    suite = sample_project / "conf" / "base" / "expectations" / "reviews.yml"
+    suite.write_text(suite.read_text().replace("policy: fail", "policy: warn"))
+    bootstrap_project(sample_project)
+    with KedroSession.create(project_path=sample_project) as session:
+        session.load_context().catalog  # noqa: B018 - creating it is the test
+
+    (warning,) = [record.getMessage() for record in caplog.records if "policy: warn" in record.getMessage()]
+    assert warning == (
+        "kedro_observability: the suite 'reviews' (conf/base/expectations/reviews.yml) says policy: warn, which only "
+        "the plugin's hooks read; the validator: of 'reviews' in catalog.yml has severity error, so a failure stops "
+        "the run. Set 'severity: warn' there to go on warning, and drop 'policy' from the suite."
+    )
+
+
 # ---- the validator object ---------------------------------------------------------------------
 
 

@@ -401,6 +401,7 @@ def catalog_created(catalog: CatalogProtocol, config_loader: Any, settings: Obse
         return
     for name, spec in declared.items():
         check_validator(catalog, name, spec.options)
+        _warn_of_a_policy(name, spec, scope)
     scope.declared.update(declared)
     if settings is None or settings.validation.enabled:
         prefetch([suite_source(spec.options.get("suite"), spec.options.get("expectations")) for spec in declared.values()])
@@ -428,6 +429,19 @@ def check_validator(catalog: CatalogProtocol, name: str, options: Mapping[str, A
         suite_source(options.get("suite"), options.get("expectations"))
     except ValueError as error:
         raise GreatExpectationsConfigurationError(f"The validator: of '{name}' in catalog.yml cannot validate: {error}") from None
+
+
+def _warn_of_a_policy(name: str, spec: Any, scope: ProjectScope) -> None:
+    """A suite written for the hooks says ``policy: warn``; under ``validator:`` Kedro's severity decides."""
+    suite = spec.options.get("suite")
+    body = scope.suites().raw.get(suite) if suite else None
+    if isinstance(body, Mapping) and body.get("policy") == "warn" and spec.severity != "warn":
+        logger.warning(
+            "kedro_observability: the suite '%s' (%s) says policy: warn, which only the plugin's hooks "
+            "read; the validator: of '%s' in catalog.yml has severity %s, so a failure stops the run. "
+            "Set 'severity: warn' there to go on warning, and drop 'policy' from the suite.",
+            suite, scope.suites().source(suite), name, spec.severity,
+        )
 
 
 def check_pipeline(pipeline: Pipeline, catalog: CatalogProtocol) -> dict[str, Any]:
