@@ -124,12 +124,16 @@ def demo_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @dataclass
 class PopulatedStack:
-    """A real Prometheus scraping the statsd_exporter stand-in after real pipeline runs."""
+    """A real Prometheus scraping the statsd_exporter stand-in after real pipeline runs, and
+    a second one receiving all it scraped and evaluated through prometheus.yml's remote_write
+    example (tests/test_remote_write.py)."""
 
     prometheus: Any
     standin: Any
     runners: list[str]
     failing_pipeline: str
+    receiver: Any = None
+    host: str = ""
 
 
 @pytest.fixture(scope="session")
@@ -137,12 +141,16 @@ def populated_stack(tmp_path_factory: pytest.TempPathFactory):
     """Run the sample pipeline under every runner (and one failing run), metrics flowing
     through UDP into the stand-in, scraped by a real Prometheus. Shared by the tests that
     query metrics, dashboards and alerts, since the runs take a while."""
-    from prometheus_server import PrometheusServer
+    from prometheus_server import PrometheusServer, documented_remote_write
     from statsd_exporter_standin import StandIn
 
     standin = StandIn(REPO / "statsd-exporter" / "mapping.yml").start()
+    receiver = PrometheusServer(tmp_path_factory.mktemp("prometheus-receiver"), None, receiver=True)
+    host = "kedro-test-host"
     workdir = tmp_path_factory.mktemp("prometheus")
-    prometheus = PrometheusServer(workdir, f"127.0.0.1:{standin.http_port}")
+    prometheus = PrometheusServer(
+        workdir, f"127.0.0.1:{standin.http_port}", remote_write=documented_remote_write(receiver.remote_write_url, host)
+    )
     # As in the real stack, Prometheus already scrapes the exporter when the runs start;
     # the alert rules treat series present at Prometheus' first scrape as old news.
     prometheus.wait_for('up{job="statsd-exporter"} == 1', lambda found: len(found) == 1)
@@ -164,9 +172,10 @@ def populated_stack(tmp_path_factory: pytest.TempPathFactory):
                 runtime_params={"model_options": {"features": ["no_such_column"], "test_size": 0.2, "random_state": 3}},
             )
     try:
-        yield PopulatedStack(prometheus, standin, list(RUNNERS), "data_science")
+        yield PopulatedStack(prometheus, standin, list(RUNNERS), "data_science", receiver, host)
     finally:
         prometheus.stop()
+        receiver.stop()
         standin.stop()
 
 

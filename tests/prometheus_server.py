@@ -47,20 +47,59 @@ def config_for_tests(
     return config
 
 
+def documented_remote_write(url: str, host: str) -> list[dict[str, Any]]:
+    """prometheus.yml's remote_write example, uncommented as its comment tells a user to, with
+    the test's receiver as ``url`` and ``host`` as this host's name. Only the queue's batch
+    deadline is shortened (5 s by default), for a test that waits for the samples."""
+    from alertmanager_server import uncomment_examples
+
+    config = yaml.safe_load(uncomment_examples((REPO / "prometheus" / "prometheus.yml").read_text()))
+    [remote_write] = config["remote_write"]
+    [relabel] = [each for each in remote_write["write_relabel_configs"] if each.get("target_label") == "host"]
+    assert relabel["replacement"] == "kedro-host-1", "the example's host name changed: update the test"
+    relabel["replacement"] = host
+    remote_write["url"] = url
+    remote_write.setdefault("queue_config", {})["batch_send_deadline"] = "1s"
+    return [remote_write]
+
+
 class PrometheusServer:
-    """Start, query and stop one Prometheus process."""
+    """Start, query and stop one Prometheus process.
+
+    ``remote_write`` adds that section to the stack's config, ``statsd_job`` replaces its
+    statsd-exporter scrape job; ``receiver=True`` starts a
+    Prometheus that scrapes nothing and only stores what others remote-write to its
+    /api/v1/write (``--web.enable-remote-write-receiver``), the way a central one would run.
+    """
 
     def __init__(
-        self, workdir: Path, statsd_exporter_address: str, alertmanager_address: str | None = None, rules_dir: Path | None = None
+        self,
+        workdir: Path,
+        statsd_exporter_address: str | None,
+        alertmanager_address: str | None = None,
+        rules_dir: Path | None = None,
+        *,
+        remote_write: list[dict[str, Any]] | None = None,
+        receiver: bool = False,
+        statsd_job: dict[str, Any] | None = None,
     ) -> None:
         binary = prometheus_binaries.path("prometheus")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.remote_write_url = f"{self.url}/api/v1/write"
         config_path = workdir / "prometheus.yml"
-        config = config_for_tests(
-            statsd_exporter_address, f"127.0.0.1:{self.port}", alertmanager_address=alertmanager_address,
-            rules_dir=rules_dir or REPO / "prometheus" / "rules",
-        )
+        if receiver:
+            config: dict[str, Any] = {"global": {"evaluation_interval": "1s"}}
+        else:
+            assert statsd_exporter_address or statsd_job, "an exporter to scrape, or a job that names it"
+            config = config_for_tests(
+                statsd_exporter_address or "replaced-by-the-job:9102", f"127.0.0.1:{self.port}", alertmanager_address=alertmanager_address,
+                rules_dir=rules_dir or REPO / "prometheus" / "rules",
+            )
+        if statsd_job is not None:
+            config["scrape_configs"] = [statsd_job if job["job_name"] == "statsd-exporter" else job for job in config["scrape_configs"]]
+        if remote_write is not None:
+            config["remote_write"] = remote_write
         config_path.write_text(yaml.safe_dump(config))
         self._log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
@@ -69,6 +108,7 @@ class PrometheusServer:
                 f"--config.file={config_path}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *(["--web.enable-remote-write-receiver"] if receiver else []),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
