@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kedro_observability.tracking.content import TableHead, evaluation_metrics, fingerprint_tags, log_artifacts, log_inputs, log_model, table_sample_from_head
+from kedro_observability.tracking.local_store import store_lock
 from kedro_observability.tracking.params import mlflow_key
 from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, describe, log_entities, open_run
 from kedro_observability.tracking.worker import FinishRequest, OpenRequest
@@ -33,7 +34,9 @@ def prepare(uri: str, experiment_name: str) -> None:
     try:
         from mlflow import MlflowClient
 
-        MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment_name)
+        # Opening a new local store creates and migrates it: one process at a time.
+        with store_lock(uri):
+            MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment_name)
     except Exception as error:  # noqa: BLE001 - opening the run reports the same problem, in its words
         logger.debug("Preparing MLflow at %s failed: %s", uri, describe(error))
 
