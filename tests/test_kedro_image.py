@@ -1,7 +1,10 @@
 """The kedro service's image and loop, without Docker.
 
 - project/Dockerfile: pinned slim Python base, non-root user, dependencies in their own
-  layer before the source, KEDRO_DISABLE_TELEMETRY; project/.dockerignore.
+  layer before the source, Kedro's, MLflow's and GX's telemetry off, with_secrets.py as the
+  entrypoint; project/.dockerignore.
+- project/docker/with_secrets.py, run for real: NAME__FILE becomes NAME for the command, which
+  replaces it; unreadable, empty or doubly set secrets are refused by name.
 - project/docker/run-loop.sh, run for real with a stand-in `kedro` on PATH: the data size
   knob, the bad-data knob, the interval, and a prompt, clean stop on SIGTERM.
 - project/docker/inject_bad_data.py on real generated data: the corruption it promises,
@@ -73,9 +76,19 @@ def test_dockerfile_runs_as_a_non_root_user_with_telemetry_off() -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0")
     environment = " ".join(argument for instruction, argument in steps if instruction == "ENV")
     assert "KEDRO_DISABLE_TELEMETRY=true" in environment
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in environment
+    assert "GX_ANALYTICS_ENABLED=false" in environment
     assert "PYTHONUNBUFFERED=1" in environment
     command = [argument for instruction, argument in steps if instruction == "CMD"][-1]
     assert "run-loop.sh" in command
+
+
+def test_dockerfile_entrypoint_reads_secrets_from_files_and_keeps_the_loop_as_command() -> None:
+    steps = dockerfile_instructions()
+    assert [argument for instruction, argument in steps if instruction == "ENTRYPOINT"] == ['["python", "/app/docker/with_secrets.py"]']
+    assert [argument for instruction, argument in steps if instruction == "CMD"] == ['["/app/docker/run-loop.sh"]']
+    # COPY docker ./docker puts it at /app/docker/, and the chmod makes it executable.
+    assert (DOCKER_DIR / "with_secrets.py").is_file() and os.access(DOCKER_DIR / "with_secrets.py", os.X_OK)
 
 
 def test_dockerignore_keeps_data_and_local_state_out() -> None:
@@ -212,7 +225,6 @@ def test_run_loop_refuses_bad_settings(loop_app: dict[str, object], variable: st
 
 def test_inject_bad_data_makes_negative_prices_and_duplicate_ids(tmp_path: Path) -> None:
     import pandas as pd
-
     from spaceflights.pipelines.data_generation.nodes import generate_raw_data
     from spaceflights.pipelines.data_processing.nodes import preprocess_shuttles
 
@@ -222,7 +234,7 @@ def test_inject_bad_data_makes_negative_prices_and_duplicate_ids(tmp_path: Path)
 
     result = subprocess.run(
         [sys.executable, str(DOCKER_DIR / "inject_bad_data.py"), str(path), "--negative-fraction", "0.1", "--duplicates", "7"],
-        capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
 
     assert result.returncode == 0, result.stderr
@@ -235,7 +247,7 @@ def test_inject_bad_data_makes_negative_prices_and_duplicate_ids(tmp_path: Path)
 
 
 def test_inject_bad_data_fails_clearly_without_the_file(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(DOCKER_DIR / "inject_bad_data.py"), str(tmp_path / "none.csv")], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(DOCKER_DIR / "inject_bad_data.py"), str(tmp_path / "none.csv")], check=False, capture_output=True, text=True)
     assert result.returncode == 1
     assert "does not exist" in result.stderr
 
@@ -265,7 +277,7 @@ def run_healthcheck(heartbeat: Path, **env: str) -> subprocess.CompletedProcess[
     return subprocess.run(
         [sys.executable, str(DOCKER_DIR / "healthcheck.py")],
         env={**os.environ, "KEDRO_HEARTBEAT_FILE": str(heartbeat), **env},
-        capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )
 
 
@@ -277,3 +289,71 @@ def test_healthcheck_follows_the_heartbeat(tmp_path: Path) -> None:
     old = time.time() - 3600
     os.utime(heartbeat, (old, old))
     assert run_healthcheck(heartbeat, KEDRO_RUN_INTERVAL="60", KEDRO_HEALTH_GRACE="600").returncode == 1
+
+
+# ---------------------------------------------------------------------------
+# with_secrets.py
+# ---------------------------------------------------------------------------
+
+WITH_SECRETS = DOCKER_DIR / "with_secrets.py"
+SHOW_ENVIRONMENT = "import json, os; print(json.dumps({'pid': os.getpid(), 'env': dict(os.environ)}))"
+
+
+def with_secrets(*command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(WITH_SECRETS), *command],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30, check=False,
+    )
+
+
+def test_with_secrets_hands_each_file_to_the_command_as_its_variable(tmp_path: Path) -> None:
+    import json
+
+    password = tmp_path / "mlflow_tracking_password"
+    password.write_text("s3cret with spaces, $dollar and 'quotes'\n")
+    key = tmp_path / "key"
+    key.write_text("no newline")
+    process = subprocess.Popen(
+        [sys.executable, str(WITH_SECRETS), sys.executable, "-c", SHOW_ENVIRONMENT],
+        env={"PATH": os.environ["PATH"], "MLFLOW_TRACKING_PASSWORD__FILE": str(password), "OTHER_KEY__FILE": str(key), "PLAIN": "kept"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    output, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    seen = json.loads(output)
+    assert seen["env"]["MLFLOW_TRACKING_PASSWORD"] == "s3cret with spaces, $dollar and 'quotes'"
+    assert seen["env"]["OTHER_KEY"] == "no newline"
+    assert seen["env"]["PLAIN"] == "kept"
+    assert not [name for name in seen["env"] if name.endswith("__FILE")]
+    assert seen["pid"] == process.pid, "the command must replace it (exec), so that signals reach it"
+
+
+def test_with_secrets_passes_the_command_s_exit_status_on(tmp_path: Path) -> None:
+    assert with_secrets(sys.executable, "-c", "raise SystemExit(7)").returncode == 7
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "both set", "no command", "no such command"])
+def test_with_secrets_refuses_what_cannot_work_naming_it(tmp_path: Path, case: str) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    command = ("true",)
+    env = {
+        "missing": {"MLFLOW_TRACKING_PASSWORD__FILE": str(tmp_path / "absent")},
+        "empty": {"MLFLOW_TRACKING_PASSWORD__FILE": str(empty)},
+        "both set": {"MLFLOW_TRACKING_PASSWORD__FILE": str(empty), "MLFLOW_TRACKING_PASSWORD": "direct"},
+        "no command": {},
+        "no such command": {},
+    }[case]
+    if case == "no command":
+        command = ()
+    if case == "no such command":
+        command = (str(tmp_path / "no-such-program"),)
+
+    result = with_secrets(*command, **env)
+
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("with_secrets: error: ")
+    assert "Traceback" not in result.stderr
+    expected = {"missing": "MLFLOW_TRACKING_PASSWORD__FILE", "empty": "is empty", "both set": "both MLFLOW_TRACKING_PASSWORD and MLFLOW_TRACKING_PASSWORD__FILE", "no command": "no command", "no such command": "cannot run"}[case]
+    assert expected in result.stderr
+
