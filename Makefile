@@ -27,6 +27,7 @@ setup: system-deps venv
 system-deps:
 	@bash tests/tools/install-prometheus.sh
 	@bash tests/tools/install-compose.sh
+	@bash tests/tools/install-postgresql.sh
 	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends default-jre-headless; }
 
 $(BIN)/python:

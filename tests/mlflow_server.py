@@ -30,20 +30,28 @@ def closed_port_uri() -> str:
 class MlflowServer:
     """``mlflow server`` in its own process group, stopped by that group's id."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        backend_store_uri: str | None = None,
+        artifacts_destination: str | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        """By default a SQLite store and a folder in ``workdir``; the team profile's test gives a
+        PostgreSQL URI, an s3:// destination and the server's storage credentials instead."""
         self.workdir = workdir
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
-        environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        environment = {**os.environ, **(environment or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
         environment.pop("MLFLOW_TRACKING_URI", None)
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-            "--artifacts-destination", str(workdir / "artifacts"),
+            "--backend-store-uri", backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}",
+            "--artifacts-destination", artifacts_destination or str(workdir / "artifacts"),
             "--serve-artifacts",
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
