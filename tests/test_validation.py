@@ -3,6 +3,12 @@
 The plugin (registered by its entry point, no HOOKS and no config pattern in the sample
 project's settings.py) reads the suites of conf/<env>/expectations/ and validates through
 kedro_observability.validation: most tests here are real `kedro run`s of the sample project.
+
+These are the plugin's hooks (0.2, deprecated): the sample project now declares its validation
+with `validator:` in conf/base/catalog.yml, which the hooks leave to Kedro's catalog
+(tests/test_catalog_validator.py). The tests of the hooks run the sample through the
+`without_validators` fixture: a conf/local/catalog.yml that redefines those entries without
+`validator:`, so the hooks validate them with the suites' `policy`, as before.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from kedro.pipeline import node, pipeline
@@ -33,6 +40,21 @@ from spaceflights.pipelines.data_processing.nodes import create_model_input_tabl
 from statsd_capture import UDPCapture
 
 SUITES = ("companies", "shuttles", "reviews", "model_input_table")
+
+
+@pytest.fixture
+def without_validators(sample_project: Path) -> Path:
+    """The sample copy with its validated entries redefined in conf/local/catalog.yml without
+    `validator:` (an entry of conf/local replaces the whole entry of conf/base): the plugin's
+    hooks, not Kedro's catalog, validate them."""
+    base = yaml.safe_load((sample_project / "conf" / "base" / "catalog.yml").read_text())
+    local = {name: {key: value for key, value in entry.items() if key != "validator"} for name, entry in base.items() if "validator" in entry}
+    assert set(local) == set(SUITES), "the sample's validated datasets changed: update SUITES"
+    (sample_project / "conf" / "local" / "catalog.yml").write_text(yaml.safe_dump(local, sort_keys=False))
+    merged = OmegaConfigLoader(conf_source=str(sample_project / "conf"), base_env="base", default_run_env="local")["catalog"]
+    assert not [name for name, entry in merged.items() if isinstance(entry, dict) and "validator" in entry]
+    assert all(merged[name] == local[name] for name in SUITES)
+    return sample_project
 
 
 def validation_lines(capture: UDPCapture) -> tuple[Counter, dict[str, float]]:
@@ -219,6 +241,7 @@ def test_a_suite_for_no_dataset_is_refused_with_a_suggestion(tmp_path: Path) -> 
         check_datasets(suites, used, lambda: [used], DataCatalog())
 
 
+@pytest.mark.usefixtures("without_validators")
 def test_an_unknown_argument_stops_the_run_before_any_node(sample_project: Path) -> None:
     path = sample_project / "conf" / "base" / "expectations" / "shuttles.yml"
     path.write_text(path.read_text().replace("{column: engines, min_value: 1", "{column: engines, minimum: 1"))
@@ -229,6 +252,7 @@ def test_an_unknown_argument_stops_the_run_before_any_node(sample_project: Path)
     assert not (sample_project / "data" / "02_intermediate").exists()
 
 
+@pytest.mark.usefixtures("without_validators")
 def test_a_suite_for_a_dataset_of_another_pipeline_waits_for_that_pipeline(sample_project: Path, capture: UDPCapture) -> None:
     """X_test is a MemoryDataset of data_science only: a run of data_processing does not
     hold it, and the suite is checked against every pipeline of the project."""
@@ -302,6 +326,7 @@ def test_a_misspelt_suite_is_refused_with_a_name_from_a_pipeline_the_run_did_not
 
 
 @pytest.mark.parametrize("dataset_type", ["spark.SparkDataset", "polars.EagerPolarsDataset", "dask.ParquetDataset", "ibis.TableDataset"])
+@pytest.mark.usefixtures("without_validators")
 def test_a_suite_for_a_dataset_of_another_frame_library_is_refused_at_start(sample_project: Path, dataset_type: str) -> None:
     """The declared type is enough: pyspark, polars, dask or ibis need not be installed."""
     with (sample_project / "conf" / "base" / "catalog.yml").open("a") as catalog:
@@ -327,6 +352,7 @@ def test_a_suite_for_a_dataset_of_another_frame_library_is_refused_at_start(samp
 
 
 @pytest.mark.parametrize("policy", ["fail", "warn"])
+@pytest.mark.usefixtures("without_validators")
 def test_a_suite_for_data_that_is_no_dataframe_stops_the_run_or_only_warns(
     sample_project: Path, capture: UDPCapture, caplog: pytest.LogCaptureFixture, policy: str
 ) -> None:
@@ -367,7 +393,13 @@ def test_a_suite_for_data_that_is_no_dataframe_stops_the_run_or_only_warns(
         assert warnings == [f"{expected} The suite's policy is warn: the run goes on, 'metrics' unvalidated."]
 
 
-def test_validation_disabled_reads_no_suite_and_validates_nothing(sample_project: Path, capture: UDPCapture) -> None:
+@pytest.mark.parametrize("validated_by", ["hooks", "catalog validators"])
+def test_validation_disabled_reads_no_suite_and_validates_nothing(
+    sample_project: Path, capture: UDPCapture, request: pytest.FixtureRequest, validated_by: str
+) -> None:
+    """Under the hooks, and under the sample's own `validator:`s, which then let data through."""
+    if validated_by == "hooks":
+        request.getfixturevalue("without_validators")
     disable_mlflow(sample_project, "validation:\n  enabled: false\n")
     # Neither a broken suite nor defective data stops the run: nothing is read or validated.
     write_suite(sample_project, "broken", "broken:\n  expectations: [{expect_nothing_at_all: {}}]\n")
@@ -387,6 +419,7 @@ def test_validation_disabled_reads_no_suite_and_validates_nothing(sample_project
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.usefixtures("without_validators")
 def test_clean_generated_data_passes_every_suite_under_each_runner(sample_project: Path, capture: UDPCapture, tmp_path: Path, runner: str) -> None:
     run_project(sample_project, runner=make_runner(runner))
 
@@ -416,6 +449,7 @@ def corrupt_companies(tables: dict[str, pd.DataFrame]) -> None:
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.usefixtures("without_validators")
 def test_a_defective_input_stops_the_run_on_load_with_the_failures_named(sample_project: Path, capture: UDPCapture, runner: str) -> None:
     disable_mlflow(sample_project)
     tables = raw_tables()
@@ -454,6 +488,7 @@ def corrupt_shuttles(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return model_input()
 
 
+@pytest.mark.usefixtures("without_validators")
 def test_a_defective_output_is_not_written_and_a_warned_input_lets_the_run_reach_it(
     sample_project: Path, capture: UDPCapture, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -492,6 +527,7 @@ def test_a_defective_output_is_not_written_and_a_warned_input_lets_the_run_reach
     assert report["meta"]["kedro"] == {**report["meta"]["kedro"], "dataset": "model_input_table", "operation": "save", "policy": "fail"}
 
 
+@pytest.mark.usefixtures("without_validators")
 def test_policy_override_warn_lets_a_defective_run_finish_and_counts_each_failure(sample_project: Path, capture: UDPCapture) -> None:
     disable_mlflow(sample_project, "validation:\n  policy_override: warn\n")
     tables = raw_tables()
