@@ -355,10 +355,14 @@ class SmtpSink:
 
 
 def compose_secrets() -> dict[str, str]:
-    """secret name -> the .env variable it is read from (docker-compose.yml, resolved)."""
-    from test_compose import resolved
+    """secret name -> the .env variable it is read from: docker-compose.yml's credentials service
+    gets each variable and writes it to the file of that name in Alertmanager's secrets volume
+    (credentials/credentials.py's ALERT_SECRETS)."""
+    from test_compose import credentials_module, resolved
 
-    return {name: secret["environment"] for name, secret in resolved()["secrets"].items()}
+    names = dict(credentials_module().ALERT_SECRETS)
+    assert set(names.values()) <= set(resolved()["services"]["credentials"]["environment"])
+    return names
 
 
 def test_the_uncommented_examples_deliver_to_slack_a_webhook_and_e_mail(tmp_path: Path) -> None:
@@ -580,7 +584,8 @@ def test_compose_runs_alertmanager_healthchecked_with_the_repos_config_and_the_t
     assert service["depends_on"]["alert-log"]["condition"] == "service_healthy"
 
     # Every secret an example reads is mounted where it reads it, and comes from .env.
-    mounted = {secret["target"] for secret in service["secrets"]}
+    assert (mounts["/run/secrets"]["source"], mounts["/run/secrets"]["read_only"]) == ("alertmanager-secrets", True)
+    mounted = {f"/run/secrets/{name}" for name in compose_secrets()}
     assert secret_paths(yaml.safe_load(uncomment_examples(CONFIG.read_text()))) == mounted
     from test_compose import env_example_values
 
