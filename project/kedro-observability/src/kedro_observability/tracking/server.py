@@ -133,6 +133,13 @@ def check_reachable(uri: str, timeout: float) -> None:
 
 def unavailable_message(uri: str, reason: str) -> str:
     """What went wrong with the tracking URI, and the three ways out."""
+    if re.search(r"error code 40[13]\b", reason):
+        return (
+            f"MLflow tracking at {uri} refused the credentials: {reason}. Set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD to a user of that server allowed to log runs (with "
+            "kedro-observability-stack: `docker compose run --rm credentials show` prints them). To run on "
+            "without tracking, set mlflow.on_unavailable: warn in observability.yml."
+        )
     if urlsplit(uri).scheme in {"http", "https"}:
         remedy = (
             "Start that server (with kedro-observability-stack: `docker compose up -d mlflow`), "
