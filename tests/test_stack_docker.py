@@ -7,8 +7,12 @@ Skipped only when no Docker engine answers `docker info` (as on this project's C
 .github/workflows/stack.yml runs it on GitHub's ubuntu-latest, which has Docker. With an
 engine but no Compose v2 it FAILS.
 
-The stack runs as its own compose project (kos-e2e-<pid>) on free ports, with a random
-Grafana password and a fast loop; `down -v` removes it, volumes included.
+The stack runs as its own compose project (kos-e2e-<pid>) on free ports, with a fast loop and
+no password in its env file: the credentials service generates them, and the tests read them
+as a user does, with `docker compose run --rm -T credentials show`. Issue 17 at the engine: the
+one-shot credentials service exited 0, every container runs read-only, without capabilities,
+with no-new-privileges and as its non-root user, MLflow refuses requests without the login,
+and `down -v` forgets the passwords. `down -v` removes the stack at the end, volumes included.
 """
 
 from __future__ import annotations
@@ -17,19 +21,17 @@ import base64
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from local_servers import free_port
 
 pytestmark = pytest.mark.docker
@@ -44,7 +46,7 @@ def docker_engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
+        return subprocess.run(["docker", "info"], check=False, capture_output=True, timeout=60).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -54,7 +56,7 @@ def compose_command() -> list[str]:
     attempts = [["docker", "compose"], [str(REPO / ".tools" / "docker-compose")], ["docker-compose"]]
     for command in attempts:
         try:
-            version = subprocess.run([*command, "version", "--short"], capture_output=True, text=True, timeout=30)
+            version = subprocess.run([*command, "version", "--short"], check=False, capture_output=True, text=True, timeout=30)
         except OSError:
             continue
         if version.returncode == 0 and re.match(r"v?2\.", version.stdout.strip()):
@@ -68,16 +70,30 @@ class Stack:
     grafana: str
     prometheus: str
     mlflow: str
-    password: str
+
+    shown: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+
+    def logins(self, fresh: bool = False) -> dict[str, tuple[str, str]]:
+        """service -> (user, password), as `docker compose run --rm -T credentials show` prints them."""
+        if fresh or not self.shown:
+            shown = self.run("run", "--rm", "-T", "credentials", "show", timeout=300).stdout
+            pattern = r"^(Grafana|MLflow) +\S+ +user: (\S+) +password: (\S+)"
+            self.shown = {name: (user, password) for name, user, password in re.findall(pattern, shown, flags=re.MULTILINE)}
+            assert set(self.shown) == {"Grafana", "MLflow"}, shown
+        return self.shown
+
+    @property
+    def mlflow_login(self) -> tuple[str, str]:
+        return self.logins()["MLflow"]
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*self.compose, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        result = subprocess.run([*self.compose, *args], check=False, capture_output=True, text=True, timeout=timeout, cwd=REPO)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}\n{self.logs()}")
         return result
 
     def logs(self) -> str:
-        result = subprocess.run([*self.compose, "logs", "--no-color", "--tail", "80"], capture_output=True, text=True, timeout=120, cwd=REPO)
+        result = subprocess.run([*self.compose, "logs", "--no-color", "--tail", "80"], check=False, capture_output=True, text=True, timeout=120, cwd=REPO)
         return result.stdout[-20000:]
 
 
@@ -86,11 +102,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     if not docker_engine_answers():
         pytest.skip("no Docker engine answers `docker info`")
     ports = {"PROMETHEUS_PORT": free_port(), "GRAFANA_PORT": free_port(), "MLFLOW_PORT": free_port()}
-    password = secrets.token_urlsafe(18)
     env_file = tmp_path_factory.mktemp("stack") / ".env"
     example = (REPO / ".env.example").read_text()
     settings = {
-        "GRAFANA_ADMIN_PASSWORD": password,
         **{name: str(port) for name, port in ports.items()},
         "MLFLOW_ALLOWED_HOSTS": f"mlflow,mlflow:5000,localhost,localhost:5000,127.0.0.1,127.0.0.1:5000,"
         f"localhost:{ports['MLFLOW_PORT']},127.0.0.1:{ports['MLFLOW_PORT']}",
@@ -109,7 +123,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         grafana=f"http://127.0.0.1:{ports['GRAFANA_PORT']}",
         prometheus=f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}",
         mlflow=f"http://127.0.0.1:{ports['MLFLOW_PORT']}",
-        password=password,
     )
     try:
         stack.run("up", "--detach", "--build", "--wait", "--wait-timeout", str(UP_TIMEOUT), timeout=UP_TIMEOUT + 300)
@@ -161,7 +174,8 @@ def prometheus_query(stack: Stack, promql: str) -> list[dict[str, Any]]:
 
 
 def admin(stack: Stack) -> tuple[str, str]:
-    return ("admin", stack.password)
+    """Grafana's admin login, generated on the first start."""
+    return stack.logins()["Grafana"]
 
 
 # ---------------------------------------------------------------------------
@@ -174,8 +188,44 @@ def test_every_service_is_running_and_healthy(stack: Stack) -> None:
     lines = result.stdout.strip()
     services = json.loads(lines) if lines.startswith("[") else [json.loads(line) for line in lines.splitlines()]
     state = {item["Service"]: (item["State"], item.get("Health", "")) for item in services}
-    assert set(state) == {"statsd-exporter", "prometheus", "grafana", "mlflow", "kedro"}
-    assert all(value == ("running", "healthy") for value in state.values()), state
+    long_running = {"statsd-exporter", "prometheus", "alertmanager", "alert-log", "grafana", "mlflow", "kedro"}
+    assert set(state) == long_running | {"credentials"}
+    assert all(state[name] == ("running", "healthy") for name in long_running), state
+    [credentials] = [item for item in services if item["Service"] == "credentials"]
+    assert credentials["State"] == "exited" and credentials.get("ExitCode") == 0, credentials
+
+
+def test_every_container_is_hardened_as_the_compose_file_says(stack: Stack) -> None:
+    result = stack.run("ps", "--all", "--quiet")
+    ids = result.stdout.split()
+    inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=60, check=True).stdout)
+    by_service = {item["Config"]["Labels"]["com.docker.compose.service"]: item for item in inspected}
+    assert len(by_service) == 8
+    for service, item in by_service.items():
+        host = item["HostConfig"]
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"], service
+        added = [name.removeprefix("CAP_") for name in host.get("CapAdd") or []]
+        assert added == (["CHOWN"] if service == "credentials" else []), (service, added)
+        assert "no-new-privileges:true" in (host.get("SecurityOpt") or []), service
+        user = item["Config"]["User"]
+        if service == "credentials":
+            assert user in ("", "0", "root"), user
+            assert host["NetworkMode"] == "none"
+        else:
+            assert user and user.split(":")[0] not in ("0", "root"), (service, user)
+    # Each running service's processes really run as that user.
+    for service in ("prometheus", "grafana", "mlflow", "kedro", "alert-log", "statsd-exporter", "alertmanager"):
+        top = subprocess.run(["docker", "top", by_service[service]["Id"], "-o", "uid"], capture_output=True, text=True, timeout=60, check=True).stdout.split()[1:]
+        assert top and "0" not in top, (service, top)
+
+
+def test_mlflow_refuses_requests_without_the_login(stack: Stack) -> None:
+    url = f"{stack.mlflow}/api/2.0/mlflow/experiments/search?max_results=5"
+    assert http(url)[0] == 401
+    assert http(url, auth=(stack.mlflow_login[0], stack.mlflow_login[1] + "x"))[0] == 401
+    assert http(url, auth=stack.mlflow_login)[0] == 200
+    assert http(f"{stack.mlflow}/health")[0] == 200
 
 
 def test_pipeline_runs_reach_prometheus(stack: Stack) -> None:
@@ -260,11 +310,12 @@ def test_every_panel_query_returns_data_through_grafana(stack: Stack, uid: str, 
 
 
 def mlflow_runs(stack: Stack) -> list[dict[str, Any]]:
-    status, body = http(f"{stack.mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name=spaceflights")
+    login = stack.mlflow_login
+    status, body = http(f"{stack.mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name=spaceflights", auth=login)
     if status != 200:
         return []
     experiment = body["experiment"]["experiment_id"]
-    status, body = http(f"{stack.mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment], "max_results": 1000})
+    status, body = http(f"{stack.mlflow}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment], "max_results": 1000}, auth=login)
     assert status == 200, body
     return body.get("runs", [])
 
@@ -303,3 +354,15 @@ def test_the_kedro_loop_stops_promptly(stack: Stack) -> None:
     assert took < 15, f"stopping kedro took {took:.0f} s: the loop does not handle SIGTERM"
     result = stack.run("ps", "--all", "--format", "json", "kedro")
     assert '"ExitCode":0' in result.stdout.replace(" ", ""), result.stdout
+
+
+
+def test_down_v_forgets_the_passwords(stack: Stack) -> None:
+    """Last: `docker compose down -v` deletes the credentials' volumes with the data; the next
+    start (here `run credentials show`, which generates them as `up` would) has new ones."""
+    before = stack.logins(fresh=True)
+    stack.run("down", "--volumes", "--timeout", "20")
+    after = stack.logins(fresh=True)
+    assert after["Grafana"][1] != before["Grafana"][1]
+    assert after["MLflow"][1] != before["MLflow"][1]
+
