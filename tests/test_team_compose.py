@@ -96,6 +96,10 @@ def test_mlflow_reads_postgresql_and_the_bucket_and_serves_the_artifacts() -> No
     command = mlflow["command"]
     assert command[:2] == ["mlflow", "server"]
     assert "--serve-artifacts" in command and command[command.index("--workers") + 1] == "1"
+    # The base service's login stays: replacing its command must not drop the auth app.
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    assert mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"] == "/run/secrets/mlflow_auth.ini"
+    assert any(volume["source"] == "mlflow-secrets" and volume["target"] == "/run/secrets" for volume in mlflow["volumes"])
     # The stores come from the environment: no flag may override it.
     assert not {"--backend-store-uri", "--artifacts-destination", "--default-artifact-root"} & set(command)
     environment = mlflow["environment"]
@@ -179,7 +183,8 @@ def test_the_team_image_is_the_pinned_mlflow_with_the_tested_drivers() -> None:
     assert re.search(r"^FROM ghcr\.io/mlflow/mlflow:v(\S+)$", dockerfile, flags=re.MULTILINE)[1] == mlflow_requirement()
     installed = dict(re.findall(r'"?([A-Za-z0-9_.\-]+(?:\[[^\]]+\])?)==([^\s"]+)"?', dockerfile.split("pip install", 1)[1].split("&&", 1)[0]))
     pins = requirement_pins()
-    assert {package.lower(): version for package, version in installed.items()} == {package: pins[package] for package in ("psycopg[binary]", "boto3")}
+    drivers_and_auth = ("psycopg[binary]", "boto3", "flask-wtf", "wtforms")
+    assert {package.lower(): version for package, version in installed.items()} == {package: pins[package] for package in drivers_and_auth}
     assert re.search(r"^USER (?!root)\S+$", dockerfile, flags=re.MULTILINE), "the server never runs as root"
     assert mlflow["user"] == "10002:10002"
 
