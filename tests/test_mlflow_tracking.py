@@ -230,7 +230,7 @@ def test_nodes_make_no_network_call_and_the_validation_reports_are_uploaded(
     assert run.info.status == "FINISHED"
     assert {f"node_duration_seconds.{name}" for name in NODES} <= set(run.data.metrics)
     artifacts = [each.path for each in tracked.client.list_artifacts(run.info.run_id)]
-    assert artifacts == sorted(f"validation-{name}.json" for name in SUITES)
+    assert artifacts == sorted([f"validation-{name}.json" for name in SUITES] + ["timeline.html", "timeline.png"])
     for name, operation in SUITES.items():
         report = json.loads(Path(tracked.client.download_artifacts(run.info.run_id, f"validation-{name}.json", str(tmp_path))).read_text())
         assert report["success"] is True
@@ -258,7 +258,8 @@ def test_every_runner_gives_one_run_holding_every_node(on_server: Tracked, runne
     assert len(run.inputs.dataset_inputs) == 3
     assert "kedro.fingerprint.shuttles.sha256" in run.data.tags
     # Validation reports recorded where the datasets were loaded and saved, in the same run.
-    assert [each.path for each in on_server.client.list_artifacts(run.info.run_id)] == sorted(f"validation-{name}.json" for name in SUITES)
+    # Beside them, the run's timeline (test_traces).
+    assert [each.path for each in on_server.client.list_artifacts(run.info.run_id)] == sorted([f"validation-{name}.json" for name in SUITES] + ["timeline.html", "timeline.png"])
     (output,) = run.outputs.model_outputs
     # X_test is a MemoryDataset: only what the hook kept where split_data ran can give these.
     info = mlflow.models.get_model_info(f"models:/{output.model_id}")

@@ -222,6 +222,11 @@ class ObservabilityHooks:
                 exc_info=logger.isEnabledFor(logging.DEBUG),
             )
 
+    def adopt_run(self, context: RunContext | None) -> None:
+        """Measure nodes and datasets for ``context``, a run begun by another process: for a
+        runner whose workers are not forked (kedro_observability.runners.DaskRunner)."""
+        self._lifecycle.adopt(context)
+
     def _active(self) -> RunContext | None:
         context = self._lifecycle.current
         if context is None and self._given is not None and self._settings is not None:
@@ -263,22 +268,22 @@ class ObservabilityHooks:
         self._node_finished(node, succeeded=True)
 
     @hook_impl
-    def on_node_error(self, node: Node) -> None:
-        self._node_finished(node, succeeded=False)
+    def on_node_error(self, error: Exception, node: Node) -> None:
+        self._node_finished(node, succeeded=False, error=error)
 
     @never_raise
     def _node_started(self, context: RunContext, node: Node) -> None:
         memory = context.settings.memory
         window = SAMPLER.open(memory.interval_seconds) if memory.enabled else None
-        self._timers()["node:" + node.name] = (time.perf_counter(), window)
+        self._timers()["node:" + node.name] = (time.perf_counter(), window, time.time_ns())
 
     @never_raise
-    def _node_finished(self, node: Node, succeeded: bool) -> None:
+    def _node_finished(self, node: Node, succeeded: bool, error: BaseException | None = None) -> None:
         # Popped first: whatever happens next, a finished node leaves nothing behind.
         started = self._timers().pop("node:" + node.name, None)
         if started is None:
             return
-        began, window = started
+        began, window, began_ns = started
         duration_s = time.perf_counter() - began
         peak = SAMPLER.close(window) if window is not None else None
         context = self._active()
@@ -288,6 +293,8 @@ class ObservabilityHooks:
             context.publisher.node_finished(node.name, succeeded, duration_s * 1000.0, peak)
         if context.tracked is not None:
             context.tracked.node_finished(node.name, duration_s, peak)
+            # The trace's node span: the very duration statsd was sent.
+            context.tracked.span("node", node.name, None, began_ns, duration_s, error=None if succeeded else f"{type(error).__name__}: {error}")
 
     # ---- datasets ------------------------------------------------------------------------
 
@@ -307,7 +314,7 @@ class ObservabilityHooks:
         context.operations.done("load", dataset_name)
         if is_parameter(dataset_name):
             return
-        self._dataset_finished(context, "load", dataset_name, data)
+        self._dataset_finished(context, "load", dataset_name, data, node.name)
         # After the measurements, so that a load that fails validation is still measured.
         self._validate(context, dataset_name, data, "load", node)
 
@@ -322,12 +329,12 @@ class ObservabilityHooks:
         self._dataset_started("save", dataset_name)
 
     @hook_impl
-    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Node) -> None:
         context = self._active()
         if context is None or is_parameter(dataset_name):
             return
         context.operations.done("save", dataset_name, data)
-        self._dataset_finished(context, "save", dataset_name, data)
+        self._dataset_finished(context, "save", dataset_name, data, node.name)
 
     @never_raise
     def _dataset_started(self, operation: str, dataset_name: str) -> None:
@@ -335,14 +342,14 @@ class ObservabilityHooks:
         if context is None or is_parameter(dataset_name):
             return
         memory_before = resident_bytes() if operation == "load" and context.settings.memory.enabled else None
-        self._timers()[f"{operation}:{dataset_name}"] = (time.perf_counter(), memory_before)
+        self._timers()[f"{operation}:{dataset_name}"] = (time.perf_counter(), memory_before, time.time_ns())
 
     @never_raise
-    def _dataset_finished(self, context: RunContext, operation: str, dataset_name: str, data: Any) -> None:
+    def _dataset_finished(self, context: RunContext, operation: str, dataset_name: str, data: Any, node_name: str) -> None:
         started = self._timers().pop(f"{operation}:{dataset_name}", None)
         duration_ms = growth = None
         if started is not None:
-            began, memory_before = started
+            began, memory_before, began_ns = started
             duration_ms = (time.perf_counter() - began) * 1000.0
             if memory_before is not None:
                 # Memory freed while loading is not "consumed": growth only.
@@ -358,6 +365,8 @@ class ObservabilityHooks:
                 context.tracked.dataset_loaded(dataset_name, data, size)
             else:
                 context.tracked.dataset_saved(dataset_name, data, size)
+            if duration_ms is not None:
+                context.tracked.span(operation, dataset_name, node_name, began_ns, duration_ms / 1000.0, size=size)
 
     # ---- validation ----------------------------------------------------------------------
 

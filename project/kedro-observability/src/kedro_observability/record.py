@@ -21,7 +21,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 TEMPORARY_PREFIX = "kedro-observability-"
 
@@ -34,6 +34,8 @@ class Recorded:
 
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: list[Path] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    """The measured nodes, loads and saves (:meth:`RunRecord.span`), for the run's trace."""
 
 
 class RunRecord:
@@ -45,7 +47,7 @@ class RunRecord:
         (self.folder / "kept").mkdir()
         self._closed = False
         self._lock = threading.Lock()
-        self._files: dict[int, IO[str]] = {}
+        self._files: dict[tuple[str, int], IO[str]] = {}
         _open_records.add(self)
 
     def after_fork(self) -> None:
@@ -62,13 +64,24 @@ class RunRecord:
         with self._lock:
             self._metrics_file().write(line)
 
-    def _metrics_file(self) -> IO[str]:
+    def span(self, **fields: Any) -> None:
+        """Keep one measured node, load or save (kind, name, node, start_ns, duration_ns,
+        status...) with this process and thread, for the run's trace and timeline."""
+        if self._closed:
+            return
+        fields.setdefault("pid", os.getpid())
+        fields.setdefault("thread", threading.current_thread().name)
+        line = json.dumps(fields, default=str) + "\n"
+        with self._lock:
+            self._metrics_file("spans").write(line)
+
+    def _metrics_file(self, kind: str = "metrics") -> IO[str]:
         # Line-buffered, so that each metric is on disk as soon as it is recorded, even in a
         # ParallelRunner worker that is never told the run ended.
         pid = os.getpid()
-        file = self._files.get(pid)
+        file = self._files.get((kind, pid))
         if file is None:
-            file = self._files[pid] = open(self.folder / f"metrics-{pid}.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+            file = self._files[(kind, pid)] = open(self.folder / f"{kind}-{pid}.jsonl", "a", encoding="utf-8", buffering=1)  # noqa: SIM115
         return file
 
     def artifact(self, file_name: str, content: str | bytes) -> None:
@@ -98,6 +111,12 @@ class RunRecord:
                 except ValueError:  # a line cut short by a worker killed mid-write
                     continue
                 recorded.metrics[entry["key"]] = entry["value"]
+        for spans_file in sorted(self.folder.glob("spans-*.jsonl")):
+            for line in spans_file.read_text(encoding="utf-8").splitlines():
+                try:
+                    recorded.spans.append(json.loads(line))
+                except ValueError:  # cut short by a killed worker
+                    continue
         recorded.artifacts = sorted(path for path in (self.folder / "artifacts").iterdir() if not path.name.startswith("."))
         return recorded
 

@@ -136,6 +136,7 @@ mlflow:
   pip_requirements: [scikit-learn, numpy, scipy]
   fingerprints_dataset: null    # {{file: {{sha256, ...}}}}, logged as kedro.fingerprint.* tags
   log_input_datasets: true      # the pipeline's file-based inputs as MLflow dataset inputs
+  log_trace: true               # a trace per run (node, load, save spans) and timeline.png/.html
 
 # Nodes that receive the file path of some inputs instead of their data, for example
 #   my_node: [raw_table]

@@ -98,6 +98,8 @@ class MlflowSettings:
     """Dataset of raw-file fingerprints ({name: {sha256, size_bytes, ...}}), logged as tags."""
     log_input_datasets: bool = True
     """Log the pipeline's input tables as MLflow dataset inputs, with their digests."""
+    log_trace: bool = True
+    """Log a trace of the run (a span per node, load and save) and its timeline (PNG, HTML)."""
 
     def problems(self) -> dict[str, str]:
         if self.request_timeout_seconds <= 0:

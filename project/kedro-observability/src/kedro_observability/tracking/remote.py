@@ -135,6 +135,11 @@ class HelperRun:
             steps.append(("the model", lambda: self._model_step(values)))
         if artifacts:
             steps.append((f"{len(artifacts)} artifacts", lambda: log_artifacts(self.client, self.run_id, artifacts)))
+        spans = list(getattr(request.recorded, "spans", None) or [])
+        if getattr(self.request.settings, "log_trace", False) and request.recorded is not None:
+            steps.append((f"the run's trace ({len(spans)} spans)", lambda: self._trace(request, spans)))
+            if spans:
+                steps.append(("the run's timeline (timeline.png, timeline.html)", lambda: self._timeline(spans)))
         steps.append((f"the run's status {request.status} (it stays RUNNING)", lambda: self.client.set_terminated(self.run_id, request.status)))
 
         reachable = True
@@ -151,6 +156,40 @@ class HelperRun:
                 except MlflowTrackingError:
                     reachable = False  # each further call would only wait for its own retries
         return not_logged
+
+    def _trace(self, request: FinishRequest, spans: list[dict[str, Any]]) -> None:
+        from kedro_observability.tracking.server import git_commit
+        from kedro_observability.tracking.trace import log_trace
+
+        run = self.request.run
+        root = {
+            "kedro.project": run.project,
+            "kedro.pipeline": run.pipeline,
+            "kedro.runner": run.runner,
+            "kedro.env": run.env,
+            "kedro.run_id": run.run_id,
+            "mlflow.run_id": self.run_id,
+            "kedro.status": request.status,
+            "git.commit": git_commit(self.request.project_path) or "",
+        }
+        if request.error:
+            root["error.type"], _, root["error.message"] = request.error.partition(": ")
+        now = time.time_ns()
+        log_trace(self.client, self.request.uri, self.experiment_id, self.run_id, root, spans, request.started_ns or now, request.ended_ns or now, request.status, request.error or request.stopped_by)
+
+    def _timeline(self, spans: list[dict[str, Any]]) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from kedro_observability.tracking.timeline import timeline_html, timeline_png
+
+        run = self.request.run
+        title = f"{run.project} · pipeline {run.pipeline} · {run.runner} · kedro run {run.run_id}"
+        with tempfile.TemporaryDirectory(prefix="kedro-observability-timeline-") as folder:
+            png, page = Path(folder) / "timeline.png", Path(folder) / "timeline.html"
+            png.write_bytes(timeline_png(spans, title))
+            page.write_text(timeline_html(spans, title), encoding="utf-8")
+            log_artifacts(self.client, self.run_id, [png, page])
 
     def _model_step(self, values: dict[str, Any]) -> None:
         """The model's place among the steps: logged already (its error, if any, is raised

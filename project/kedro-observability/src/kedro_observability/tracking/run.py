@@ -31,6 +31,7 @@ import logging
 import os
 import pickle
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -77,6 +78,8 @@ class TrackedRun:
     http_variables: list[str]
     """MLflow's environment variables set for the run, to remove at its end."""
     main_pid: int = field(default_factory=os.getpid)
+    started_ns: int = field(default_factory=time.time_ns)
+    """When the run was opened: the start of its trace."""
     sent: set[str] = field(default_factory=set)
     unsent: dict[str, str] = field(default_factory=dict)
     """Keys the helper could not be sent (unpicklable data), with the reason."""
@@ -89,6 +92,17 @@ class TrackedRun:
         if memory_peak is not None:
             self.record.metric(_metric_key("memory_peak_bytes", node_name), memory_peak)
 
+    def span(self, kind: str, name: str, node: str | None, start_ns: int, duration_s: float, error: str | None = None, size: DataSize | None = None) -> None:
+        """Keep a measured node, load or save for the run's trace (mlflow.log_trace)."""
+        if not self.settings.log_trace:
+            return
+        rows = size.rows if size is not None else None
+        size_bytes = size.bytes if size is not None else None
+        self.record.span(
+            kind=kind, name=name, node=node, start_ns=start_ns, duration_ns=round(duration_s * 1e9),
+            status="ERROR" if error else "OK", error=error, rows=rows, bytes=size_bytes,
+        )  # fmt: skip
+
     def dataset_loaded(self, dataset_name: str, data: Any, size: DataSize) -> None:
         if not self._first_sight(dataset_name):
             return
@@ -96,14 +110,14 @@ class TrackedRun:
         if dataset_name in self.source_names:
             table = table_head(data)
             if table is not None:
-                self._keep(f"input:{dataset_name}", table)
+                self.keep(f"input:{dataset_name}", table)
 
     def dataset_saved(self, dataset_name: str, data: Any, size: DataSize) -> None:
         if self._first_sight(dataset_name):
             self._record_size(dataset_name, size)
         role = self.roles.get(dataset_name)
         if role is not None:
-            self._keep(f"data:{dataset_name}", head(data, self.settings.input_example_rows) if role == "example" else data)
+            self.keep(f"data:{dataset_name}", head(data, self.settings.input_example_rows) if role == "example" else data)
 
     def _record_size(self, dataset_name: str, size: DataSize) -> None:
         if size.bytes is not None:
@@ -119,7 +133,7 @@ class TrackedRun:
             self.seen.add(dataset_name)
             return True
 
-    def _keep(self, key: str, value: Any) -> None:
+    def keep(self, key: str, value: Any) -> None:
         """Data for the end of the run: sent to the helper now (which logs the model at once),
         or pickled to the record's folder in a forked worker."""
         if os.getpid() == self.main_pid:
@@ -160,7 +174,7 @@ class TrackedRun:
                 name = key.partition(":")[2]
                 not_logged.append(f"the {self.roles.get(name, 'input')} '{name}' ({reason})")
             try:
-                self.worker.send(("finish", FinishRequest(status, error, stopped_by, values, recorded, not_logged)))
+                self.worker.send(("finish", FinishRequest(status, error, stopped_by, values, recorded, not_logged, self.started_ns, time.time_ns())))
                 not_logged = self.worker.receive("finished")
             except WorkerGoneError as gone:
                 not_logged.append(f"everything the run gathered and its status {status} ({describe(gone)})")

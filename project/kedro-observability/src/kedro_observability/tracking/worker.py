@@ -65,6 +65,9 @@ class FinishRequest:
     values: dict[str, Any]
     recorded: Any
     not_logged: list[str] = field(default_factory=list)
+    started_ns: int | None = None
+    ended_ns: int | None = None
+    """The run's start and end (ns since the epoch), for its trace."""
 
 
 # ---- the run's side ---------------------------------------------------------------------------
