@@ -335,6 +335,35 @@ def test_dashboard_links_to_mlflow(uid: str) -> None:
     assert any(link.get("type") == "link" and link.get("url", "").rstrip("/") == MLFLOW_URL for link in links)
 
 
+DATA_LINK_PANELS = {"kedro-overview": ["Runs by status"], "kedro-nodes": ["Node duration p50 and p95", "Slowest nodes"]}
+
+
+@pytest.mark.parametrize("uid", sorted(DATA_LINK_PANELS))
+def test_run_and_node_panels_link_to_the_mlflow_runs_of_their_pipeline(uid: str) -> None:
+    by_title = {item["title"]: item for item in panels(dashboards()[uid])}
+    for title in DATA_LINK_PANELS[uid]:
+        item = by_title[title]
+        links = item["fieldConfig"]["defaults"]["links"]
+        assert len(links) == 2, title
+        for target in item["targets"]:
+            # The labels the links read are kept by every query of the panel.
+            grouped = re.findall(r"by \(([^)]*)\)", target["expr"])
+            assert grouped and all({"project", "pipeline"} <= {label.strip() for label in each.split(",")} for each in grouped), target["expr"]
+        values = {"project": "spaceflights", "pipeline": "data processing"}
+        urls = [re.sub(r"\$\{__field\.labels\.(\w+):percentencode\}", lambda match: urllib.parse.quote(values[match[1]], safe=""), link["url"]) for link in links]
+        assert "$" not in "".join(urls)
+        experiment, runs = (urllib.parse.urlsplit(url) for url in urls)
+        for url in (experiment, runs):
+            assert f"{url.scheme}://{url.netloc}" == MLFLOW_URL
+            assert url.path == "/" and url.fragment.startswith("/experiments?")
+        assert urllib.parse.parse_qs(experiment.fragment.partition("?")[2]) == {"experimentSearchFilter": ["spaceflights"]}
+        assert urllib.parse.parse_qs(runs.fragment.partition("?")[2]) == {
+            "experimentSearchFilter": ["spaceflights"],
+            "searchFilter": ["tags.`kedro.pipeline` = 'data processing'"],
+        }
+        assert all(link["targetBlank"] for link in links)
+
+
 def test_queries_use_contract_metrics_and_rate_intervals() -> None:
     known = contract_metrics() | recorded_series() | {"ALERTS"} | ALERTMANAGER_METRICS
     for uid, title, ref, _, query in all_targets():

@@ -124,6 +124,7 @@ def panel(
     no_value: str | None = None,
     transformations: list[dict[str, Any]] | None = None,
     extra_defaults: dict[str, Any] | None = None,
+    links: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     x, y, w, h = grid
     defaults: dict[str, Any] = {"unit": unit, "thresholds": steps or GREEN, "color": {"mode": "palette-classic"}}
@@ -133,6 +134,8 @@ def panel(
         defaults["noValue"] = no_value
     if extra_defaults:
         defaults.update(extra_defaults)
+    if links:
+        defaults["links"] = links
     result: dict[str, Any] = {
         "datasource": DATASOURCE,
         "description": description,
@@ -239,6 +242,21 @@ VARIABLES = {
 }
 
 
+def mlflow_runs_links() -> list[dict[str, Any]]:
+    """Data links from a series (its project and pipeline labels) to MLflow: the project's
+    experiment (MLflow's experiment list searched by the experiment's name, the project's by
+    default), and the runs of that pipeline (the same search with the runs filter on the
+    kedro.pipeline tag, which MLflow's runs page takes as its searchFilter)."""
+    project = "${__field.labels.project:percentencode}"
+    pipeline = "${__field.labels.pipeline:percentencode}"
+    experiments = f"{MLFLOW_URL}/#/experiments?experimentSearchFilter={project}"
+    runs_filter = "tags.%60kedro.pipeline%60%20%3D%20%27" + pipeline + "%27"
+    return [
+        {"targetBlank": True, "title": "MLflow: experiment ${__field.labels.project}", "url": experiments},
+        {"targetBlank": True, "title": "MLflow: runs of pipeline ${__field.labels.pipeline}", "url": f"{experiments}&searchFilter={runs_filter}"},
+    ]
+
+
 def link(title: str, url: str, tooltip: str) -> dict[str, Any]:
     return {"icon": "external link", "targetBlank": True, "title": title, "tooltip": tooltip, "type": "link", "url": url}
 
@@ -305,9 +323,10 @@ def overview() -> dict[str, Any]:
             "Finished pipeline runs in the selected time range, per pipeline and status "
             "(kedro_pipeline_runs_total). Counts start over when statsd-exporter restarts.",
             "short",
-            [target(in_range(f"kedro_pipeline_runs_total{{{PIPELINE}}}", "pipeline, status"), "{{pipeline}} · {{status}}", instant=True)],
+            [target(in_range(f"kedro_pipeline_runs_total{{{PIPELINE}}}", "project, pipeline, status"), "{{pipeline}} · {{status}}", instant=True)],
             (0, 0, 8, 8),
             overrides=[color_by_name(".*failure.*", "red"), color_by_name(".*success.*", "green")],
+            links=mlflow_runs_links(),
         ),
         stat(
             "Time since last success",
@@ -483,19 +502,21 @@ def nodes() -> dict[str, Any]:
             "(kedro_node_duration_seconds histogram; interpolated inside its buckets, 5 ms to 1 h).",
             "s",
             [
-                target(quantile_over_time(0.5, histogram, NODE, "pipeline, node"), "{{node}} p50", "A"),
-                target(quantile_over_time(0.95, histogram, NODE, "pipeline, node"), "{{node}} p95", "B"),
+                target(quantile_over_time(0.5, histogram, NODE, "project, pipeline, node"), "{{node}} p50", "A"),
+                target(quantile_over_time(0.95, histogram, NODE, "project, pipeline, node"), "{{node}} p95", "B"),
             ],
             (0, 0, 16, 10),
+            links=mlflow_runs_links(),
         ),
         bargauge(
             "Slowest nodes",
             "The ten nodes with the highest p95 wall time over the selected time range "
             "(kedro_node_duration_seconds).",
             "s",
-            [target(f"topk(10, {quantile_over_time_range(0.95, histogram, NODE, 'pipeline, node')})", "{{pipeline}} / {{node}}", instant=True)],
+            [target(f"topk(10, {quantile_over_time_range(0.95, histogram, NODE, 'project, pipeline, node')})", "{{pipeline}} / {{node}}", instant=True)],
             (16, 0, 8, 10),
             steps=thresholds((None, "green"), (10, "orange"), (60, "red")),
+            links=mlflow_runs_links(),
         ),
         panel(
             "heatmap",
