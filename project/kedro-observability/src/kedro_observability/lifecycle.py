@@ -253,6 +253,11 @@ class RunLifecycle:
             raise
         return context
 
+    def adopt(self, context: RunContext | None) -> None:
+        """Observe ``context``, a run begun by another process (a distributed runner's worker
+        running one task), without beginning or ending it here; ``None`` lets it go."""
+        self.current = _Observed.run = context
+
     def end(self, context: RunContext, ending: Ending) -> None:
         """End ``context`` once; later calls, and calls in worker processes, do nothing."""
         if not context.claim_end():

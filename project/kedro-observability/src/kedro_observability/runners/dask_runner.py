@@ -194,16 +194,15 @@ class _Adopted:
             lifecycle.set_current_project(
                 lifecycle.ProjectScope(None, project_settings, declared, suites)
             )
-        hooks._lifecycle.current = lifecycle._Observed.run = context
+        hooks.adopt_run(context)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.run.info is None:
             return
-        from kedro_observability import lifecycle
         from kedro_observability.plugin import hooks
 
-        hooks._lifecycle.current = lifecycle._Observed.run = None
+        hooks.adopt_run(None)
         if self.record is None:
             return
         try:
@@ -368,4 +367,4 @@ class DaskRunner(AbstractRunner):
                 context.record.artifact(name, content)
         if context.tracked is not None:
             for key, value in harvest.kept:
-                context.tracked._keep(key, value)
+                context.tracked.keep(key, value)
