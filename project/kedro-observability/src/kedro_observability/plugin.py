@@ -227,11 +227,6 @@ class ObservabilityHooks:
         runner whose workers are not forked (kedro_observability.runners.DaskRunner)."""
         self._lifecycle.adopt(context)
 
-    def adopt_run(self, context: RunContext | None) -> None:
-        """Measure nodes and datasets for ``context``, a run begun by another process: for a
-        runner whose workers are not forked (kedro_observability.runners.DaskRunner)."""
-        self._lifecycle.adopt(context)
-
     def _active(self) -> RunContext | None:
         context = self._lifecycle.current
         if context is None and self._given is not None and self._settings is not None:
