@@ -154,3 +154,15 @@ def test_log_trace_false_logs_no_trace_and_no_timeline(on_server: Tracked) -> No
     assert on_server.client.search_traces(locations=[run.info.experiment_id]) == []
     assert "kedro.trace_id" not in run.data.tags
     assert not {"timeline.png", "timeline.html"} & {each.path for each in on_server.client.list_artifacts(run.info.run_id)}
+
+
+def test_an_otlp_endpoint_without_the_otlp_exporter_still_leaves_the_trace_in_mlflow(on_server: Tracked, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MLflow alone would send the trace to that collector instead of the store; without
+    # opentelemetry-exporter-otlp installed (as here), it would send it nowhere.
+    from mlflow_server import closed_port_uri
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", closed_port_uri())
+    run_project(on_server.project)
+
+    _, trace = _trace_of(on_server)
+    assert sorted(span.name for span in trace.data.spans if span.attributes.get("kedro.kind") == "node") == sorted(NODES)

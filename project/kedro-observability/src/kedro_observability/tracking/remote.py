@@ -237,7 +237,7 @@ def input_sources(paths: dict[str, str]) -> dict[str, Any]:
 def _sync_environment(variables: dict[str, str]) -> None:
     """MLflow's variables as the run's process has them now (the helper may be older than
     a variable the user set since)."""
-    for name in [name for name in os.environ if name.startswith("MLFLOW_") and name not in variables]:
+    for name in [name for name in os.environ if name.startswith(("MLFLOW_", "OTEL_")) and name not in variables]:
         del os.environ[name]
     os.environ.update(variables)
 

@@ -248,7 +248,7 @@ def start_tracking(
     http_variables = bound_http_requests(settings)
     try:
         worker = TrackingWorker.for_this_process()
-        environment = {name: value for name, value in os.environ.items() if name.startswith("MLFLOW_")}
+        environment = {name: value for name, value in os.environ.items() if name.startswith(("MLFLOW_", "OTEL_"))}
         worker.send(("open", OpenRequest(uri, settings, run, kedro_version, project_path, params, paths, environment)))
         error, run_id, experiment_id = worker.receive("opened")
         if error is not None:

@@ -15,10 +15,14 @@ its outputs after it, so the load and save spans sit just before and after their
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 TRACE_TAG = "kedro.trace_id"
 
@@ -125,10 +129,49 @@ def _exporting_to(uri: str) -> Iterator[None]:
     import mlflow.tracing
 
     previous = os.environ.get("MLFLOW_TRACKING_URI")
+    switches = _otlp_switches()
+    saved = {name: os.environ.get(name) for name in switches}
+    for name, value in switches.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     mlflow.set_tracking_uri(uri)
     mlflow.tracing.reset()
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         mlflow.tracing.reset()
+
+
+def _otlp_switches() -> dict[str, str | None]:
+    """With OpenTelemetry's OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT set, MLflow sends traces to
+    that collector instead of its store: ask it for both. Without OpenTelemetry's OTLP exporter
+    installed MLflow could send the trace nowhere: the store only, and a warning."""
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        return {}
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    module = "opentelemetry.exporter.otlp.proto." + ("grpc" if protocol == "grpc" else "http") + ".trace_exporter"
+    if not _importable(module):
+        logger.warning(
+            "kedro_observability: OTEL_EXPORTER_OTLP_ENDPOINT is set, but %s is not installed "
+            "(pip install opentelemetry-exporter-otlp): the run's trace goes to MLflow only.",
+            module,
+        )
+        # MLflow also exports span metrics to that endpoint: it is hidden from MLflow meanwhile.
+        return {name: None for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")}
+    return {"MLFLOW_TRACE_ENABLE_OTLP_DUAL_EXPORT": "true"}
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True

@@ -52,7 +52,8 @@ class OpenRequest:
     params: Any
     source_paths: dict[str, str]
     http_environment: dict[str, str]
-    """Every MLFLOW_* variable of the run's process, its HTTP bounds included."""
+    """Every MLFLOW_* variable of the run's process, its HTTP bounds included, and OpenTelemetry's
+    OTEL_* (where the run's trace also goes)."""
 
 
 @dataclass(frozen=True)
