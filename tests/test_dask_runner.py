@@ -119,7 +119,9 @@ def use_experiment(project: Path, name: str) -> None:
 
 
 def test_the_dask_runner_gives_what_the_sequential_runner_gives(sample_project: Path, capture: UDPCapture, cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    mlflow.set_tracking_uri(f"sqlite:///{sample_project / 'mlflow.db'}")
+    # Through the environment, which monkeypatch puts back: mlflow.set_tracking_uri would also
+    # export MLFLOW_TRACKING_URI for every later test of this process.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{sample_project / 'mlflow.db'}")
     use_experiment(sample_project, "sequential")
     run_project(sample_project)
     sequential = series(capture)

@@ -244,7 +244,7 @@ def test_a_kedro_run_with_the_credentials_logs_a_complete_run(sample_project: Pa
     assert {key: run.data.metrics[key] for key in evaluation} == pytest.approx(evaluation)
     assert {f"node_duration_seconds.{name}" for name in NODES} <= set(run.data.metrics)
     assert {"kedro.run_id", "kedro.env", "kedro.version", "kedro.runner"} <= set(run.data.tags)
-    assert [each.path for each in client.list_artifacts(run.info.run_id)] == sorted(f"validation-{name}.json" for name in SUITES)
+    assert [each.path for each in client.list_artifacts(run.info.run_id)] == sorted([*(f"validation-{name}.json" for name in SUITES), "timeline.html", "timeline.png"])
     (output,) = client.get_run(run.info.run_id).outputs.model_outputs
     model = mlflow.sklearn.load_model(f"models:/{output.model_id}")
     assert len(model.coef_) == len(FEATURES)

@@ -122,6 +122,7 @@ class Harvest:
     metrics: dict[str, float] = field(default_factory=dict)
     kept: list[tuple[str, Any]] = field(default_factory=list)
     artifacts: list[tuple[str, bytes]] = field(default_factory=list)
+    spans: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _WorkerState:
@@ -208,6 +209,7 @@ class _Adopted:
         try:
             recorded = self.record.collect()
             self.harvest.metrics = dict(recorded.metrics)
+            self.harvest.spans = recorded.spans  # each with the worker's pid and thread
             self.harvest.artifacts = [
                 (path.name, path.read_bytes()) for path in recorded.artifacts
             ]
@@ -365,6 +367,8 @@ class DaskRunner(AbstractRunner):
                 context.record.metric(key, value)
             for name, content in harvest.artifacts:
                 context.record.artifact(name, content)
+            for span in harvest.spans:
+                context.record.span(**span)
         if context.tracked is not None:
             for key, value in harvest.kept:
                 context.tracked.keep(key, value)
