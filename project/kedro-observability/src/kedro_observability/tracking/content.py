@@ -198,3 +198,16 @@ def log_artifacts(client: Any, run_id: str, paths: list[Path]) -> None:
     for path in paths:
         client.log_artifact(run_id, str(path))
 
+
+def dataset_roles(settings: Any) -> dict[str, str]:
+    """role (metrics, model, example, fingerprints) -> the catalog name configured for it."""
+    return {
+        role: name
+        for role, name in [
+            ("metrics", settings.metrics_dataset),
+            ("model", settings.model_dataset),
+            ("example", settings.model_input_example_dataset),
+            ("fingerprints", settings.fingerprints_dataset),
+        ]
+        if name
+    }

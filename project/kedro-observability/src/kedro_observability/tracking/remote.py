@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from kedro_observability.tracking.content import TableHead, evaluation_metrics, fingerprint_tags, log_artifacts, log_inputs, log_model, table_sample_from_head
+from kedro_observability.tracking.content import TableHead, dataset_roles, evaluation_metrics, fingerprint_tags, log_artifacts, log_inputs, log_model, table_sample_from_head
 from kedro_observability.tracking.local_store import store_lock
 from kedro_observability.tracking.params import mlflow_key
 from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, describe, log_entities, open_run
@@ -86,7 +86,7 @@ class HelperRun:
         if isinstance(value, TableHead):
             value = table_sample_from_head(value)
         self.kept[key] = value
-        roles = _roles(self.request.settings)
+        roles = dataset_roles(self.request.settings)
         # To a local store only: a server gets no byte while the nodes run (the contract of
         # run.py), so there the model goes with everything else at the end.
         if _local_store(self.request.uri) and self.model is None and "data:model" in self._by_role() and ("example" not in roles or "data:example" in self._by_role()):
@@ -97,7 +97,7 @@ class HelperRun:
                 self.model.error = error
 
     def _by_role(self) -> dict[str, Any]:
-        roles = _roles(self.request.settings)
+        roles = dataset_roles(self.request.settings)
         return {f"data:{role}": self.kept[f"data:{name}"] for role, name in roles.items() if f"data:{name}" in self.kept}
 
     def _log_model(self, values: dict[str, Any]) -> None:
@@ -203,19 +203,6 @@ class HelperRun:
 def _local_store(uri: str) -> bool:
     """True for a store on this machine's disk (SQLite, files): logging there is no network call."""
     return urlsplit(uri).scheme in {"", "file", "sqlite"}
-
-
-def _roles(settings: Any) -> dict[str, str]:
-    return {
-        role: name
-        for role, name in [
-            ("metrics", settings.metrics_dataset),
-            ("model", settings.model_dataset),
-            ("example", settings.model_input_example_dataset),
-            ("fingerprints", settings.fingerprints_dataset),
-        ]
-        if name
-    }
 
 
 def input_sources(paths: dict[str, str]) -> dict[str, Any]:

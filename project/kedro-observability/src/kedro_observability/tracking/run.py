@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from kedro_observability.names import sanitize_name
 from kedro_observability.record import Recorded
-from kedro_observability.tracking.content import head, input_paths, table_head
+from kedro_observability.tracking.content import dataset_roles, head, input_paths, table_head
 from kedro_observability.tracking.params import consumed_params, loggable_params, mlflow_key
 from kedro_observability.tracking.server import MlflowTrackingError, bound_http_requests, check_reachable, default_tracking_uri, describe
 from kedro_observability.tracking.worker import FinishRequest, OpenRequest, TrackingWorker, WorkerGoneError
@@ -233,16 +233,7 @@ def start_tracking(
     uri = settings.tracking_uri or default_tracking_uri(project_path)
     # All that can fail locally comes first, so that a refused parameter leaves no run behind.
     params = loggable_params(consumed_params(pipeline, catalog), settings.long_params)
-    roles = {
-        name: role
-        for role, name in [
-            ("metrics", settings.metrics_dataset),
-            ("model", settings.model_dataset),
-            ("example", settings.model_input_example_dataset),
-            ("fingerprints", settings.fingerprints_dataset),
-        ]
-        if name
-    }
+    roles = {name: role for role, name in dataset_roles(settings).items()}
     paths = input_paths(pipeline, catalog, project_path) if settings.log_input_datasets else {}
     check_reachable(uri, settings.request_timeout_seconds)
     http_variables = bound_http_requests(settings)

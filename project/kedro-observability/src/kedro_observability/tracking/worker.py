@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
