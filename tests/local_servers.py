@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -30,3 +32,16 @@ def wait_until_answering(process: subprocess.Popen, url: str, timeout: float, lo
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout} s:\n{log_tail()}")
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM the group a server was started in (start_new_session=True), SIGKILL after
+    ``timeout`` seconds; nothing if it has exited already."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)

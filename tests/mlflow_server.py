@@ -7,7 +7,6 @@ and artifacts served by the server, here in a temporary folder, on 127.0.0.1 and
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from local_servers import free_port, wait_until_answering
+from local_servers import free_port, stop_process_group, wait_until_answering
 
 START_TIMEOUT = 90.0
 
@@ -70,14 +69,7 @@ class MlflowServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process_group(self.process, timeout=15)
 
 
 class TcpRelay:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from local_servers import free_port, wait_until_answering
+from local_servers import free_port, stop_process_group, wait_until_answering
 
 POSTGRES_HINT = "run `make system-deps` (tests/tools/install-postgresql.sh installs Debian's postgresql-15)"
 
@@ -197,11 +197,4 @@ class SeaweedS3:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process_group(self.process, timeout=20)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO, run_project
-from local_servers import free_port, wait_until_answering
+from local_servers import free_port, stop_process_group, wait_until_answering
 from test_compose import SECRETS_DIR, resolved
 from test_credentials import generated, generator_environment
 
@@ -97,14 +96,7 @@ class ComposeMlflow:
         return username, (self.secrets / "kedro" / "mlflow_tracking_password").read_text()
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process_group(self.process, timeout=15)
 
 
 @pytest.fixture(scope="module")
