@@ -117,7 +117,7 @@ def test_the_reports_are_in_the_mlflow_run_as_with_the_hooks(sample_project: Pat
     client = MlflowClient(f"sqlite:///{sample_project / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("spaceflights").experiment_id])
     assert run.info.status == "FINISHED"
-    assert sorted(each.path for each in client.list_artifacts(run.info.run_id)) == sorted(f"validation-{name}.json" for name in VALIDATIONS)
+    assert sorted(each.path for each in client.list_artifacts(run.info.run_id)) == sorted([*(f"validation-{name}.json" for name in VALIDATIONS), "timeline.html", "timeline.png"])
     for name in VALIDATIONS:
         report = json.loads(Path(client.download_artifacts(run.info.run_id, f"validation-{name}.json", str(tmp_path))).read_text())
         kedro = report["meta"]["kedro"]
