@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ import mlflow
 import pandas as pd
 import psutil
 import pytest
+
+from tiny_project import write
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
@@ -28,26 +29,22 @@ PACKAGE = "background_trial"
 HELPER_MODULE = "kedro_observability.tracking.worker"
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-
 
 @pytest.fixture
 def model_project(tmp_path: Path) -> Path:
     """Train a model whose predict (called by MLflow's signature inference) can be told to
     fail or to take its time, then a node that can be told to wait to be stopped."""
     project = tmp_path / "trial"
-    _write(project / "pyproject.toml", f"""
+    write(project / "pyproject.toml", f"""
         [tool.kedro]
         package_name = "{PACKAGE}"
         project_name = "trial"
         kedro_init_version = "1.7.0"
         source_dir = "src"
     """)
-    _write(project / "src" / PACKAGE / "__init__.py", "")
-    _write(project / "src" / PACKAGE / "settings.py", "")
-    _write(project / "src" / PACKAGE / "model.py", """
+    write(project / "src" / PACKAGE / "__init__.py", "")
+    write(project / "src" / PACKAGE / "settings.py", "")
+    write(project / "src" / PACKAGE / "model.py", """
         import os
         import time
         from pathlib import Path
@@ -65,7 +62,7 @@ def model_project(tmp_path: Path) -> Path:
                     time.sleep(float(os.environ.get("TRIAL_PREDICT_SECONDS", "0")))
                 return super().predict(X)
     """)
-    _write(project / "src" / PACKAGE / "pipeline_registry.py", """
+    write(project / "src" / PACKAGE / "pipeline_registry.py", """
         import os
         import time
         from pathlib import Path
@@ -100,7 +97,7 @@ def model_project(tmp_path: Path) -> Path:
                 node(afterwards, "model", "metrics", name="afterwards"),
             ])}
     """)
-    _write(project / "conf" / "base" / "observability.yml", """
+    write(project / "conf" / "base" / "observability.yml", """
         statsd: {enabled: false}
         memory: {enabled: false}
         validation: {enabled: false}
@@ -111,7 +108,7 @@ def model_project(tmp_path: Path) -> Path:
           pip_requirements: [scikit-learn]
           log_input_datasets: false
     """)
-    _write(project / "conf" / "base" / "catalog.yml", "{}\n")
+    write(project / "conf" / "base" / "catalog.yml", "{}\n")
     (project / "conf" / "local").mkdir()
     return project
 

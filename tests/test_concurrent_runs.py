@@ -13,24 +13,13 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import run_project
-from tiny_project import make_tiny_project, subprocess_environment
+from tiny_project import DOUBLE_REGISTRY, make_tiny_project, subprocess_environment
 from kedro_observability.tracking.run import MlflowTrackingError
 
 PACKAGE = "tiny_concurrent"
 ROUNDS = 3
 RUNS_PER_ROUND = 4
 
-REGISTRY = """
-    from kedro.pipeline import Pipeline, node
-
-
-    def double(x: int) -> int:
-        return 2 * x
-
-
-    def register_pipelines() -> dict[str, Pipeline]:
-        return {"__default__": Pipeline([node(double, "params:x", "y", name="double")])}
-"""
 
 # MLflow on with the default store: mlflow.db in the project.
 OBSERVABILITY = """
@@ -42,7 +31,7 @@ OBSERVABILITY = """
 
 
 def make_project(folder: Path) -> Path:
-    return make_tiny_project(folder, PACKAGE, REGISTRY, OBSERVABILITY, parameters="x: 3\n")
+    return make_tiny_project(folder, PACKAGE, DOUBLE_REGISTRY, OBSERVABILITY, parameters="x: 3\n")
 
 
 @pytest.fixture

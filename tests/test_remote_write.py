@@ -32,7 +32,7 @@ from test_grafana import (
     resolve_variables,
     substitute,
 )
-from tiny_project import make_tiny_project
+from tiny_project import DOUBLE_REGISTRY, make_tiny_project
 
 CONFIG = REPO / "prometheus" / "prometheus.yml"
 
@@ -146,17 +146,6 @@ def test_the_stores_counts_are_the_scrapers(populated_stack, receiver: Prometheu
 # One statsd-exporter per host, scraped by one Prometheus, kept apart by host
 # ---------------------------------------------------------------------------
 
-REGISTRY = """
-    from kedro.pipeline import Pipeline, node
-
-
-    def double(x: int) -> int:
-        return 2 * x
-
-
-    def register_pipelines() -> dict[str, Pipeline]:
-        return {"__default__": Pipeline([node(double, "params:x", "y", name="double")])}
-"""
 OBSERVABILITY = """
     statsd: {enabled: true}
     memory: {enabled: false}
@@ -188,7 +177,7 @@ def test_one_exporter_per_host_keeps_the_hosts_apart(tmp_path: Path, monkeypatch
         servers.append(scraper)
         scraper.wait_for('up{job="statsd-exporter"} == 1', lambda found: len(found) == 2)
 
-        project = make_tiny_project(tmp_path / "tiny", "tiny_hosts", REGISTRY, OBSERVABILITY, parameters="x: 3\n")
+        project = make_tiny_project(tmp_path / "tiny", "tiny_hosts", DOUBLE_REGISTRY, OBSERVABILITY, parameters="x: 3\n")
         monkeypatch.chdir(project)
         monkeypatch.syspath_prepend(str(project / "src"))
         monkeypatch.delenv("KEDRO_MP_CONTEXT", raising=False)

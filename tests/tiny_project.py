@@ -7,6 +7,20 @@ import textwrap
 from pathlib import Path
 
 
+# A one-node pipeline: y = 2 * params:x.
+DOUBLE_REGISTRY = """
+    from kedro.pipeline import Pipeline, node
+
+
+    def double(x: int) -> int:
+        return 2 * x
+
+
+    def register_pipelines() -> dict[str, Pipeline]:
+        return {"__default__": Pipeline([node(double, "params:x", "y", name="double")])}
+"""
+
+
 def write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
