@@ -56,6 +56,36 @@ def doctor() -> None:
     click.echo(report(context))
 
 
+@observability.command()
+def replay() -> None:
+    """Send MLflow what earlier runs could not (the spool), once its server answers.
+
+    Each spooled run is completed with its real status and end time, or created with its
+    original start time if the server never saw it. A run fully sent leaves the spool, so a
+    second replay sends nothing twice. Exits with 1 while something is left in the spool.
+    """
+    from kedro_observability.settings import SettingsError, load_settings
+    from kedro_observability.tracking.spool import pending_entries, replay as replay_spool, spool_folder
+
+    metadata, context = _project()
+    try:
+        settings = load_settings(context.config_loader)
+    except SettingsError as error:
+        raise click.ClickException(str(error)) from error
+    folder = spool_folder(Path(metadata.project_path), settings.mlflow)
+    if not pending_entries(folder):
+        click.echo(f"Nothing to replay: no spooled run in {folder}.")
+        return
+    outcomes = replay_spool(folder)
+    for outcome in outcomes:
+        run = f"MLflow run {outcome.run_id}" if outcome.run_id else "a run new to MLflow"
+        click.echo(f"{outcome.entry.name}: {run} at {outcome.uri}, {outcome.status}: {outcome.message}.")
+    left = [outcome for outcome in outcomes if not outcome.completed]
+    click.echo(f"{len(outcomes) - len(left)} replayed, {len(left)} left in {folder}.")
+    if left:
+        raise SystemExit(1)
+
+
 def _project() -> tuple[object, object]:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project

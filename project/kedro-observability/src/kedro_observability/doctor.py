@@ -95,15 +95,19 @@ def _mlflow_status(settings: ObservabilitySettings, context: KedroContext) -> li
     if not settings.mlflow.enabled:
         return ["  MLflow: off"]
     from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, default_tracking_uri
+    from kedro_observability.tracking.spool import pending_entries, spool_folder
 
+    folder = spool_folder(context.project_path, settings.mlflow)
+    spooled = pending_entries(folder)
+    lines = [f"  MLflow spool: {len(spooled)} run(s) in {folder} wait for `kedro observability replay`"] if spooled else []
     uri = settings.mlflow.tracking_uri or default_tracking_uri(context.project_path)
     if not uri.startswith(("http://", "https://")):
-        return [f"  MLflow: the local store {uri}; browse it with `mlflow ui --backend-store-uri {uri}`"]
+        return [f"  MLflow: the local store {uri}; browse it with `mlflow ui --backend-store-uri {uri}`", *lines]
     try:
         check_reachable(uri, settings.mlflow.request_timeout_seconds)
     except MlflowTrackingError as error:
-        return [f"  MLflow: {error}"]
-    return [f"  MLflow: {uri} answers; open it in a browser to see the runs"]
+        return [f"  MLflow: {error}", *lines]
+    return [f"  MLflow: {uri} answers; open it in a browser to see the runs", *lines]
 
 
 __all__ = ["report"]

@@ -118,8 +118,12 @@ mlflow:
   tracking_uri: null
   experiment_name: null        # null: the project's package name
   # When the server does not answer before the first node: fail (stop, naming the URI)
-  # or warn (run untracked).
+  # or warn (run on; what it logs is sent at its end, or spooled if the server is still down).
   on_unavailable: fail
+  # What could not reach the server (down at start, or mid-run) is kept here until
+  # `kedro observability replay` sends it; replay_at_start: true has each run try too.
+  spool_folder: data/observability-spool
+  replay_at_start: false
   request_timeout_seconds: 5   # bounds each MLflow HTTP request (more than 0)
   request_max_retries: 2       # 0 or more; MLflow's own default retries for ~4 minutes
   long_params: truncate        # values over 6000 characters: truncate, tag or fail

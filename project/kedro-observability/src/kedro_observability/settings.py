@@ -100,6 +100,11 @@ class MlflowSettings:
     """Log the pipeline's input tables as MLflow dataset inputs, with their digests."""
     log_trace: bool = True
     """Log a trace of the run (a span per node, load and save) and its timeline (PNG, HTML)."""
+    spool_folder: str = "data/observability-spool"
+    """Where what could not reach the server is kept for ``kedro observability replay``
+    (relative to the project, or absolute)."""
+    replay_at_start: bool = False
+    """Replay the spool while the next run's nodes run (in the MLflow helper process)."""
 
     def problems(self) -> dict[str, str]:
         if self.request_timeout_seconds <= 0:
@@ -108,6 +113,8 @@ class MlflowSettings:
             return {"request_max_retries": f"must be 0 or more, got {self.request_max_retries}"}
         if self.input_example_rows < 1:
             return {"input_example_rows": f"must be 1 or more, got {self.input_example_rows}"}
+        if not self.spool_folder.strip():
+            return {"spool_folder": "must name a folder (relative to the project, or absolute), got an empty string"}
         if not self.model_name.strip():
             return {"model_name": "must name the logged model, got an empty string"}
         for name in ("experiment_name", "registered_model_name"):

@@ -124,6 +124,22 @@ def fingerprint_tags(fingerprints: Any) -> dict[str, str]:
     return {mlflow_key(f"kedro.fingerprint.{key}"): str(value) for key, value in flatten(fingerprints)}
 
 
+def input_sources(paths: dict[str, str]) -> dict[str, Any]:
+    """MLflow DatasetSources of the pipeline's file-based inputs."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    sources = {}
+    for name, path in sorted(paths.items()):
+        try:
+            with warnings.catch_warnings():
+                # MLflow registers two local-file sources and warns each time that it chose one.
+                warnings.simplefilter("ignore", UserWarning)
+                sources[name] = resolve_dataset_source(path)
+        except Exception as error:  # noqa: BLE001 - a scheme MLflow has no source type for
+            logger.debug("No MLflow dataset source for '%s' (%s): %s", name, path, error)
+    return sources
+
+
 def log_inputs(client: Any, run_id: str, inputs: dict[str, TableSample], sources: dict[str, Any]) -> None:
     """Log the input tables as the run's dataset inputs."""
     from mlflow.entities import DatasetInput, InputTag

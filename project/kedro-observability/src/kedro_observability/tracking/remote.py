@@ -3,7 +3,8 @@
 Everything here runs in the helper, never in the Kedro process: MLflow is imported here.
 What it logs, and in which order at the end, is what the run's process logged before the
 helper existed; only the model is logged earlier, as soon as it and its input example are
-saved, and a failure of that is reported at the end, where it used to happen.
+saved, and a failure of that is reported at the end, where it used to happen. What the
+server could not be sent is spooled in the project (:mod:`.spool`) for a replay.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from kedro_observability.tracking.content import TableHead, dataset_roles, evaluation_metrics, fingerprint_tags, log_artifacts, log_inputs, log_model, table_sample_from_head
+from kedro_observability.tracking.content import TableHead, dataset_roles, evaluation_metrics, fingerprint_tags, input_sources, log_model, table_sample_from_head
+from kedro_observability.tracking.delivery import Delivery, Opening, Trace, now_ms, send
 from kedro_observability.tracking.local_store import store_lock
 from kedro_observability.tracking.params import mlflow_key
-from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, describe, log_entities, open_run
+from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, describe, open_run, run_name, run_tags
+from kedro_observability.tracking.spool import spool, spool_folder
+from kedro_observability.tracking.trace import span_records
 from kedro_observability.tracking.worker import FinishRequest, OpenRequest
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,10 @@ def prepare(uri: str, experiment_name: str) -> None:
     try:
         from mlflow import MlflowClient
 
+        if not _local_store(uri):
+            # A server costs one round trip, and one that is down would keep this helper in
+            # MLflow's unbounded retries (the run's bounds are not set yet).
+            return
         # Opening a new local store creates and migrates it: one process at a time.
         with store_lock(uri):
             MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment_name)
@@ -54,6 +61,18 @@ def prepare_model_logging() -> None:
             pass
 
 
+def replay_spool(request: OpenRequest) -> None:
+    """``mlflow.replay_at_start``: send the spool while this run's nodes run; never raises."""
+    from kedro_observability.tracking.spool import replay
+
+    try:
+        for outcome in replay(spool_folder(request.project_path, request.settings)):
+            level = logging.INFO if outcome.completed else logging.WARNING
+            logger.log(level, "kedro_observability: spooled run %s (MLflow run %s at %s): %s.", outcome.entry.name, outcome.run_id or "new", outcome.uri, outcome.message)
+    except Exception as error:  # noqa: BLE001 - a replay must not touch the run under way
+        logger.warning("kedro_observability: replaying the spool failed (%s); `kedro observability replay` tries again.", describe(error))
+
+
 @dataclass
 class _EarlyModel:
     """The outcome of logging the model while the pipeline ran."""
@@ -63,21 +82,38 @@ class _EarlyModel:
 
 @dataclass
 class HelperRun:
-    """One open MLflow run and what the Kedro run has sent it so far."""
+    """One MLflow run and what the Kedro run has sent it so far.
+
+    An offline run (the server did not answer before the first node, under
+    ``mlflow.on_unavailable: warn``) has no client and no id: at its end it is created and
+    sent if the server answers by then, and spooled otherwise."""
 
     client: Any
     request: OpenRequest
-    run_id: str
-    experiment_id: str
+    run_id: str | None
+    experiment_id: str | None
     sources: dict[str, Any]
     kept: dict[str, Any] = field(default_factory=dict)
     model: _EarlyModel | None = None
+    opening: Opening | None = None
+    started_ms: int = field(default_factory=now_ms)
 
     @classmethod
     def open(cls, request: OpenRequest) -> HelperRun:
         """Create the run with its tags and params; raise what the run's process raises."""
         _sync_environment(request.http_environment)
         sources = input_sources(request.source_paths) if request.source_paths else {}
+        if request.offline:
+            run = request.run
+            opening = Opening(
+                experiment_name=request.settings.experiment_name or run.project,
+                run_name=run_name(run),
+                tags=run_tags(run, request.kedro_version, request.project_path),
+                params=dict(request.params.params),
+                param_tags=dict(request.params.tags),
+                start_time_ms=now_ms(),
+            )
+            return cls(None, request, None, None, sources, opening=opening)
         client, experiment_id, run_id = open_run(request.uri, request.settings, request.run, request.kedro_version, request.project_path, request.params)
         return cls(client, request, run_id, experiment_id, sources)
 
@@ -92,7 +128,8 @@ class HelperRun:
         if _local_store(self.request.uri) and self.model is None and "data:model" in self._by_role() and ("example" not in roles or "data:example" in self._by_role()):
             self.model = _EarlyModel()
             try:
-                self._log_model(self._by_role())
+                by_role = self._by_role()
+                log_model(self.client, self.request.uri, self.experiment_id, self.run_id, self.request.settings, by_role["data:model"], by_role.get("data:example"))
             except Exception as error:  # noqa: BLE001 - reported with everything else at the end
                 self.model.error = error
 
@@ -100,66 +137,78 @@ class HelperRun:
         roles = dataset_roles(self.request.settings)
         return {f"data:{role}": self.kept[f"data:{name}"] for role, name in roles.items() if f"data:{name}" in self.kept}
 
-    def _log_model(self, values: dict[str, Any]) -> None:
-        settings = self.request.settings
-        log_model(self.client, self.request.uri, self.experiment_id, self.run_id, settings, values["data:model"], values.get("data:example"))
+    def finish(self, request: FinishRequest) -> tuple[list[str], str | None, str | None]:
+        """Send everything the run gathered, then its status; return what could not be
+        logged, the spool folder of what is kept for a replay (None: nothing), and the run's id."""
+        delivery = self._delivery(request)
+        not_logged = list(request.not_logged)
+        lost: str | None = None
+        if self.client is None:
+            try:
+                check_reachable(self.request.uri, self.request.settings.request_timeout_seconds)
+                from mlflow import MlflowClient
 
-    def finish(self, request: FinishRequest) -> list[str]:
-        """Send everything the run gathered, then its status; return what could not be logged."""
-        return self._upload(request)
+                failed, lost = send(delivery, MlflowClient(tracking_uri=self.request.uri))
+                not_logged += failed
+            except MlflowTrackingError:
+                lost = "the server still does not answer"
+            except Exception as error:  # noqa: BLE001 - creating the run failed: everything is spooled
+                lost = describe(error)
+        else:
+            failed, lost = send(delivery, self.client)
+            not_logged += failed
+        if lost is None:
+            return not_logged, None, delivery.run_id
+        pending = delivery.pending()
+        not_logged += [f"{delivery.describe(step)}{f' ({lost})' if index == 0 else ''}" for index, step in enumerate(pending)]
+        if delivery.run_id is None:
+            not_logged.insert(0, "the run itself: MLflow has never seen it")
+        try:
+            label = f"{self.request.run.run_id}-{delivery.run_id or 'new-run'}"
+            entry = spool(delivery, spool_folder(self.request.project_path, self.request.settings), label)
+        except Exception as error:  # noqa: BLE001 - a full disk must not hide what was not logged
+            not_logged.append(f"the spool, which could not be written ({describe(error)})")
+            return not_logged, None, delivery.run_id
+        return not_logged, str(entry), delivery.run_id
 
-    def _upload(self, request: FinishRequest) -> list[str]:
-        from mlflow.entities import Metric
-
+    def _delivery(self, request: FinishRequest) -> Delivery:
+        """What the end of the run sends, as data (:mod:`.delivery`)."""
         for key, value in request.values.items():
             self.kept.setdefault(key, table_sample_from_head(value) if isinstance(value, TableHead) else value)
         values = self._by_role()
-        not_logged = list(request.not_logged)
-        recorded_metrics = dict(request.recorded.metrics) if request.recorded is not None else {}
-        artifacts = list(request.recorded.artifacts) if request.recorded is not None else []
-        now = int(time.time() * 1000)
-        numbers = recorded_metrics
+        ended_ms = round(request.ended_ns / 1e6) if request.ended_ns else now_ms()
+        numbers = dict(request.recorded.metrics) if request.recorded is not None else {}
         numbers.update(evaluation_metrics(values.get("data:metrics")))
-        metrics = [Metric(mlflow_key(key), value, now, 0) for key, value in numbers.items()]
         tags = fingerprint_tags(values.get("data:fingerprints"))
         if request.error is not None:
             tags["kedro.error"] = request.error[:ERROR_TAG_LENGTH]
         if request.stopped_by is not None:
             tags[STOPPED_BY_TAG] = request.stopped_by
-        inputs = {key[len("input:") :]: value for key, value in self.kept.items() if key.startswith("input:") and key[len("input:") :] in self.sources}
-
-        steps: list[tuple[str, Callable[[], None]]] = [(f"{len(metrics)} metrics and {len(tags)} tags", lambda: log_entities(self.client, self.run_id, metrics, tags=tags))]
-        if inputs:
-            steps.append((f"{len(inputs)} dataset inputs", lambda: log_inputs(self.client, self.run_id, inputs, self.sources)))
-        if request.status == "FINISHED" and values.get("data:model") is not None:
-            steps.append(("the model", lambda: self._model_step(values)))
-        if artifacts:
-            steps.append((f"{len(artifacts)} artifacts", lambda: log_artifacts(self.client, self.run_id, artifacts)))
-        spans = list(getattr(request.recorded, "spans", None) or [])
+        delivery = Delivery(
+            uri=self.request.uri,
+            settings=self.request.settings,
+            run_id=self.run_id,
+            experiment_id=self.experiment_id,
+            status=request.status,
+            end_time_ms=ended_ms,
+            metrics={mlflow_key(key): (value, ended_ms) for key, value in numbers.items()},
+            tags=tags,
+            inputs={key[len("input:") :]: value for key, value in self.kept.items() if key.startswith("input:") and key[len("input:") :] in self.sources},
+            source_paths=dict(self.request.source_paths),
+            sources=self.sources,
+            artifacts=list(request.recorded.artifacts) if request.recorded is not None else [],
+            opening=self.opening,
+        )
+        if self.model is None:
+            delivery.model, delivery.example = values.get("data:model"), values.get("data:example")
+        else:
+            delivery.model_error = self.model.error  # logged already, or failed: reported at its step
         if getattr(self.request.settings, "log_trace", False) and request.recorded is not None:
-            steps.append((f"the run's trace ({len(spans)} spans)", lambda: self._trace(request, spans)))
-            if spans:
-                steps.append(("the run's timeline (timeline.png, timeline.html)", lambda: self._timeline(spans)))
-        steps.append((f"the run's status {request.status} (it stays RUNNING)", lambda: self.client.set_terminated(self.run_id, request.status)))
+            delivery.trace = self._trace(request, span_records(request.recorded))
+        return delivery
 
-        reachable = True
-        for description, step in steps:
-            if not reachable:
-                not_logged.append(description)
-                continue
-            try:
-                step()
-            except Exception as failure:  # noqa: BLE001 - report and go on with the next step
-                not_logged.append(f"{description} ({describe(failure)})")
-                try:
-                    check_reachable(self.request.uri, self.request.settings.request_timeout_seconds)
-                except MlflowTrackingError:
-                    reachable = False  # each further call would only wait for its own retries
-        return not_logged
-
-    def _trace(self, request: FinishRequest, spans: list[dict[str, Any]]) -> None:
+    def _trace(self, request: FinishRequest, spans: list[dict[str, Any]]) -> Trace:
         from kedro_observability.tracking.server import git_commit
-        from kedro_observability.tracking.trace import log_trace
 
         run = self.request.run
         root = {
@@ -168,57 +217,20 @@ class HelperRun:
             "kedro.runner": run.runner,
             "kedro.env": run.env,
             "kedro.run_id": run.run_id,
-            "mlflow.run_id": self.run_id,
+            "mlflow.run_id": self.run_id or "",
             "kedro.status": request.status,
             "git.commit": git_commit(self.request.project_path) or "",
         }
         if request.error:
             root["error.type"], _, root["error.message"] = request.error.partition(": ")
         now = time.time_ns()
-        log_trace(self.client, self.request.uri, self.experiment_id, self.run_id, root, spans, request.started_ns or now, request.ended_ns or now, request.status, request.error or request.stopped_by)
-
-    def _timeline(self, spans: list[dict[str, Any]]) -> None:
-        import tempfile
-        from pathlib import Path
-
-        from kedro_observability.tracking.timeline import timeline_html, timeline_png
-
-        run = self.request.run
         title = f"{run.project} · pipeline {run.pipeline} · {run.runner} · kedro run {run.run_id}"
-        with tempfile.TemporaryDirectory(prefix="kedro-observability-timeline-") as folder:
-            png, page = Path(folder) / "timeline.png", Path(folder) / "timeline.html"
-            png.write_bytes(timeline_png(spans, title))
-            page.write_text(timeline_html(spans, title), encoding="utf-8")
-            log_artifacts(self.client, self.run_id, [png, page])
-
-    def _model_step(self, values: dict[str, Any]) -> None:
-        """The model's place among the steps: logged already (its error, if any, is raised
-        here, where it used to be raised), or logged now."""
-        if self.model is None:
-            self._log_model(values)
-        elif self.model.error is not None:
-            raise self.model.error
+        return Trace(root, spans, request.started_ns or now, request.ended_ns or now, request.error or request.stopped_by, title)
 
 
 def _local_store(uri: str) -> bool:
     """True for a store on this machine's disk (SQLite, files): logging there is no network call."""
     return urlsplit(uri).scheme in {"", "file", "sqlite"}
-
-
-def input_sources(paths: dict[str, str]) -> dict[str, Any]:
-    """MLflow DatasetSources of the pipeline's file-based inputs."""
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    sources = {}
-    for name, path in sorted(paths.items()):
-        try:
-            with warnings.catch_warnings():
-                # MLflow registers two local-file sources and warns each time that it chose one.
-                warnings.simplefilter("ignore", UserWarning)
-                sources[name] = resolve_dataset_source(path)
-        except Exception as error:  # noqa: BLE001 - a scheme MLflow has no source type for
-            logger.debug("No MLflow dataset source for '%s' (%s): %s", name, path, error)
-    return sources
 
 
 def _sync_environment(variables: dict[str, str]) -> None:

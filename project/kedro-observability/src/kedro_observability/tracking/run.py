@@ -42,6 +42,7 @@ from kedro_observability.record import Recorded
 from kedro_observability.tracking.content import dataset_roles, head, input_paths, table_head
 from kedro_observability.tracking.params import consumed_params, loggable_params, mlflow_key
 from kedro_observability.tracking.server import MlflowTrackingError, bound_http_requests, check_reachable, default_tracking_uri, describe
+from kedro_observability.tracking.spool import REPLAY_HINT
 from kedro_observability.tracking.worker import FinishRequest, OpenRequest, TrackingWorker, WorkerGoneError
 
 if TYPE_CHECKING:
@@ -65,8 +66,9 @@ class TrackedRun:
     worker: TrackingWorker
     """The MLflow helper process that holds the run (:mod:`.worker`)."""
     uri: str
-    run_id: str
-    experiment_id: str
+    run_id: str | None
+    """None while the server has not answered (``on_unavailable: warn``)."""
+    experiment_id: str | None
     settings: MlflowSettings
     roles: dict[str, str]
     """Dataset name -> what it holds for MLflow: metrics, model, example or fingerprints."""
@@ -163,6 +165,7 @@ class TrackedRun:
         """Have the helper upload what the run gathered and set its status (FINISHED, FAILED
         or KILLED); wait for it, model logging included."""
         not_logged: list[str] = []
+        spooled: str | None = None
         try:
             try:
                 values = self._gathered_values(status)
@@ -175,19 +178,20 @@ class TrackedRun:
                 not_logged.append(f"the {self.roles.get(name, 'input')} '{name}' ({reason})")
             try:
                 self.worker.send(("finish", FinishRequest(status, error, stopped_by, values, recorded, not_logged, self.started_ns, time.time_ns())))
-                not_logged = self.worker.receive("finished")
+                not_logged, spooled, self.run_id = self.worker.receive("finished")
             except WorkerGoneError as gone:
                 not_logged.append(f"everything the run gathered and its status {status} ({describe(gone)})")
         finally:
             for variable in self.http_variables:
                 os.environ.pop(variable, None)
-        if not_logged:
+        name = f"MLflow run {self.run_id}" if self.run_id else "The MLflow run of this kedro run"
+        if spooled:
             logger.warning(
-                "kedro_observability: MLflow run %s at %s is incomplete. Not logged: %s.",
-                self.run_id,
-                self.uri,
-                "; ".join(not_logged),
-            )
+                "kedro_observability: %s at %s is incomplete. Not logged: %s. Kept for a replay in %s: %s (as FINISHED, FAILED or KILLED, with its real end time).",
+                name, self.uri, "; ".join(not_logged), spooled, REPLAY_HINT,
+            )  # fmt: skip
+        elif not_logged:
+            logger.warning("kedro_observability: %s at %s is incomplete. Not logged: %s.", name, self.uri, "; ".join(not_logged))
         else:
             logger.info("kedro_observability: MLflow run %s logged at %s (%s).", self.run_id, self.uri, status)
 
@@ -235,12 +239,23 @@ def start_tracking(
     params = loggable_params(consumed_params(pipeline, catalog), settings.long_params)
     roles = {name: role for role, name in dataset_roles(settings).items()}
     paths = input_paths(pipeline, catalog, project_path) if settings.log_input_datasets else {}
-    check_reachable(uri, settings.request_timeout_seconds)
+    offline = False
+    try:
+        check_reachable(uri, settings.request_timeout_seconds)
+    except MlflowTrackingError as error:
+        if settings.on_unavailable != "warn":
+            raise
+        logger.warning(
+            "kedro_observability: %s The run goes on (mlflow.on_unavailable: warn): what it logs is sent at its end "
+            "if the server answers by then, and kept in %s otherwise, for `kedro observability replay`.",
+            error, settings.spool_folder,
+        )  # fmt: skip
+        offline = True
     http_variables = bound_http_requests(settings)
     try:
         worker = TrackingWorker.for_this_process()
         environment = {name: value for name, value in os.environ.items() if name.startswith(("MLFLOW_", "OTEL_"))}
-        worker.send(("open", OpenRequest(uri, settings, run, kedro_version, project_path, params, paths, environment)))
+        worker.send(("open", OpenRequest(uri, settings, run, kedro_version, project_path, params, paths, environment, offline)))
         error, run_id, experiment_id = worker.receive("opened")
         if error is not None:
             raise error

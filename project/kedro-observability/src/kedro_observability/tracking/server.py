@@ -74,20 +74,7 @@ def open_run(
         with store_lock(uri):
             client = MlflowClient(tracking_uri=uri)
             experiment_id = _experiment_id(client, settings.experiment_name or run.project, uri, project_path if local_default else None)
-        tags = {
-            "kedro.run_id": run.run_id,
-            "kedro.pipeline": run.pipeline,
-            "kedro.env": run.env,
-            "kedro.version": kedro_version,
-            "kedro.runner": run.runner,
-        }
-        commit = git_commit(project_path)
-        if commit:
-            tags[GIT_COMMIT_TAG] = commit
-        user = _user()
-        if user:
-            tags["mlflow.user"] = user
-        run_id = client.create_run(experiment_id, run_name=f"{run.pipeline} {run.run_id}".strip(), tags=tags).info.run_id
+        run_id = client.create_run(experiment_id, run_name=run_name(run), tags=run_tags(run, kedro_version, project_path)).info.run_id
     except MlflowTrackingError:
         raise
     except Exception as error:  # noqa: BLE001 - any store or server error means: not tracked
@@ -98,6 +85,28 @@ def open_run(
         _terminate_quietly(client, run_id)
         raise MlflowTrackingError(f"MLflow at {uri} refused the run's parameters ({describe(error)}).") from error
     return client, experiment_id, run_id
+
+
+def run_tags(run: RunInfo, kedro_version: str, project_path: Path) -> dict[str, str]:
+    """The tags a run is created with."""
+    tags = {
+        "kedro.run_id": run.run_id,
+        "kedro.pipeline": run.pipeline,
+        "kedro.env": run.env,
+        "kedro.version": kedro_version,
+        "kedro.runner": run.runner,
+    }
+    commit = git_commit(project_path)
+    if commit:
+        tags[GIT_COMMIT_TAG] = commit
+    user = _user()
+    if user:
+        tags["mlflow.user"] = user
+    return tags
+
+
+def run_name(run: RunInfo) -> str:
+    return f"{run.pipeline} {run.run_id}".strip()
 
 
 def check_reachable(uri: str, timeout: float) -> None:

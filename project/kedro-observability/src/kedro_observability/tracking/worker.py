@@ -53,6 +53,9 @@ class OpenRequest:
     http_environment: dict[str, str]
     """Every MLFLOW_* variable of the run's process, its HTTP bounds included, and OpenTelemetry's
     OTEL_* (where the run's trace also goes)."""
+    offline: bool = False
+    """The server did not answer before the first node (``on_unavailable: warn``): the run is
+    created at its end if the server answers by then, and spooled otherwise."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ class _Helper:
                 return
 
     def serve(self) -> None:
-        from kedro_observability.tracking.remote import HelperRun, prepare, prepare_model_logging
+        from kedro_observability.tracking.remote import HelperRun, prepare, prepare_model_logging, replay_spool
 
         while True:
             message = self.inbox.get()
@@ -200,15 +203,17 @@ class _Helper:
                     self.run = HelperRun.open(message[1])
                     self.send(("opened", (None, self.run.run_id, self.run.experiment_id)))
                     prepare_model_logging()
+                    if message[1].settings.replay_at_start and not message[1].offline:
+                        replay_spool(message[1])
                 except BaseException as error:  # noqa: BLE001 - the parent raises it
                     self.run = None
                     self.send(("opened", (_portable(error), None, None)))
             elif kind == "keep" and self.run is not None:
                 self.run.keep(message[1], message[2])
             elif kind == "finish":
-                not_logged = self.run.finish(message[1]) if self.run is not None else ["everything (no MLflow run is open)"]
+                outcome = self.run.finish(message[1]) if self.run is not None else (["everything (no MLflow run is open)"], None, None)
                 self.run = None
-                self.send(("finished", not_logged))
+                self.send(("finished", outcome))
 
 
 def _portable(error: BaseException) -> BaseException:
