@@ -35,11 +35,13 @@ class MlflowServer:
         backend_store_uri: str | None = None,
         artifacts_destination: str | None = None,
         environment: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         """By default a SQLite store and a folder in ``workdir``; the team profile's test gives a
-        PostgreSQL URI, an s3:// destination and the server's storage credentials instead."""
+        PostgreSQL URI, an s3:// destination and the server's storage credentials instead. A
+        ``port`` given: a restart of a server stopped earlier, on its address."""
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
         environment = {**os.environ, **(environment or {}), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -53,7 +55,7 @@ class MlflowServer:
             "--artifacts-destination", artifacts_destination or str(workdir / "artifacts"),
             "--serve-artifacts",
         ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             # A session of its own: uvicorn's worker is a child, and both go when the group is stopped.
             self.process = subprocess.Popen(command, cwd=workdir, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

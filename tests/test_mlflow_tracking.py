@@ -354,18 +354,21 @@ def test_a_server_that_never_answers_is_given_up_after_the_timeout(sample_projec
         assert time.monotonic() - started < 2 + 3
 
 
-def test_warn_mode_runs_on_without_tracking(sample_project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_warn_mode_runs_on_and_spools_the_run(sample_project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     configure_mlflow(sample_project, on_unavailable="warn")
     uri = closed_port_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
 
+    started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="kedro_observability"):
         run_project(sample_project)
+    assert time.monotonic() - started < 60  # no MLflow retries waited out
 
     assert (sample_project / "data" / "08_reporting" / "metrics.json").exists()
-    (warning,) = [record.getMessage() for record in caplog.records if "MLflow" in record.getMessage()]
-    assert uri in warning
-    assert "goes on without MLflow tracking" in warning
+    at_start, at_end = [record.getMessage() for record in caplog.records if "MLflow" in record.getMessage()]
+    assert uri in at_start and "The run goes on (mlflow.on_unavailable: warn)" in at_start
+    assert "the run itself: MLflow has never seen it" in at_end and "Kept for a replay in" in at_end
+    assert list((sample_project / "data" / "observability-spool").glob("*/delivery.pkl"))
     local = MlflowClient(f"sqlite:///{sample_project / 'mlflow.db'}")  # no fallback to the local store either
     assert local.search_runs([each.experiment_id for each in local.search_experiments()]) == []
 
