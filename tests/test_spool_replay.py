@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import SAMPLE_PROJECT, SAMPLE_SHUTTLES, copy_project
 from local_servers import free_port, stop_process_group
 from mlflow_server import MlflowServer
 from tiny_project import subprocess_environment
@@ -54,14 +55,35 @@ class RestartableServer:
             self.server = None
 
 
-@pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableServer]:
+@pytest.fixture(scope="module")
+def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableServer]:
     restartable = RestartableServer(tmp_path_factory.mktemp("mlflow-restartable"))
-    restartable.start()
     try:
         yield restartable
     finally:
         restartable.stop()
+
+
+@pytest.fixture
+def server(restartable: RestartableServer) -> RestartableServer:
+    """The module's server, running at the start of each test (a test may leave it killed)."""
+    if restartable.server is None:
+        restartable.start()
+    return restartable
+
+
+@pytest.fixture(scope="module")
+def expected(restartable: RestartableServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What a run of the sample project holds when its server never goes away."""
+    if restartable.server is None:
+        restartable.start()
+    project = copy_project(SAMPLE_PROJECT, tmp_path_factory.mktemp("never-lost") / "spaceflights")
+    (project / "conf" / "local" / "parameters_data_generation.yml").write_text(f"data_generation:\n  seed: 42\n  n_shuttles: {SAMPLE_SHUTTLES}\n")
+    use_experiment(project, "never-lost")
+    code, output = finished(kedro(project, restartable.uri, "run"))
+    assert code == 0, output[-4000:]
+    (reference,) = runs_of(restartable.uri, "never-lost")
+    return content(restartable.uri, reference.info.run_id)
 
 
 def kedro(project: Path, uri: str, *arguments: str) -> subprocess.Popen[str]:
@@ -122,14 +144,8 @@ def wait_for_running_run(uri: str, experiment: str, process: subprocess.Popen[st
     raise AssertionError(f"no RUNNING run in experiment {experiment} within {timeout} s")
 
 
-def test_a_run_whose_server_was_killed_mid_run_is_completed_by_the_replay(sample_project: Path, server: RestartableServer) -> None:
-    use_experiment(sample_project, "never-lost")
-    code, output = finished(kedro(sample_project, server.uri, "run"))
-    assert code == 0, output[-4000:]
-    (reference,) = runs_of(server.uri, "never-lost")
-    expected = content(server.uri, reference.info.run_id)
+def test_a_run_whose_server_was_killed_mid_run_is_completed_by_the_replay(sample_project: Path, server: RestartableServer, expected: dict[str, Any]) -> None:
     metrics_file = sample_project / "data" / "08_reporting" / "metrics.json"
-    metrics_file.unlink()
 
     use_experiment(sample_project, "killed")
     process = kedro(sample_project, server.uri, "run")
@@ -174,13 +190,7 @@ def test_a_run_whose_server_was_killed_mid_run_is_completed_by_the_replay(sample
     assert len(runs_of(server.uri, "killed")) == 1
 
 
-def test_a_run_that_started_with_the_server_down_is_created_by_the_replay(sample_project: Path, server: RestartableServer) -> None:
-    use_experiment(sample_project, "never-lost")
-    code, output = finished(kedro(sample_project, server.uri, "run"))
-    assert code == 0, output[-4000:]
-    (reference,) = runs_of(server.uri, "never-lost")
-    expected = content(server.uri, reference.info.run_id)
-
+def test_a_run_that_started_with_the_server_down_is_created_by_the_replay(sample_project: Path, server: RestartableServer, expected: dict[str, Any]) -> None:
     server.kill()
     use_experiment(sample_project, "down-at-start", on_unavailable="warn")
     started = time.time()
