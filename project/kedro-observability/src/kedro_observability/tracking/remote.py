@@ -48,8 +48,9 @@ def prepare(uri: str, experiment_name: str) -> None:
         logger.debug("Preparing MLflow at %s failed: %s", uri, describe(error))
 
 
-def prepare_model_logging() -> None:
-    """Import what logging the model uses, once the run is open and while the nodes run."""
+def prepare_end_of_run(settings: Any) -> None:
+    """Import what the end of the run uses (the model's logging, the trace, the timeline's
+    drawing: about 1.5 s), once the run is open and while the nodes run, not after them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -59,6 +60,17 @@ def prepare_model_logging() -> None:
             import skops.io  # noqa: F401 - what mlflow.sklearn serialises with, when installed
         except ImportError:
             pass
+        if getattr(settings, "log_trace", False):
+            try:
+                import matplotlib
+
+                matplotlib.use("Agg", force=True)
+                import matplotlib.backends.backend_agg  # noqa: F401
+                import matplotlib.figure  # noqa: F401
+                import matplotlib.patches  # noqa: F401
+                import mlflow.tracing  # noqa: F401
+            except ImportError:
+                pass
 
 
 def replay_spool(request: OpenRequest) -> None:

@@ -130,6 +130,10 @@ def _exporting_to(uri: str) -> Iterator[None]:
 
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     switches = _otlp_switches()
+    if "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING" not in os.environ:
+        # The helper waits for the trace anyway: MLflow's asynchronous export only adds its
+        # queue's and batch processor's waits (2.3 s of 2.9 for a 9-node run's trace).
+        switches["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "false"
     saved = {name: os.environ.get(name) for name in switches}
     for name, value in switches.items():
         if value is None:

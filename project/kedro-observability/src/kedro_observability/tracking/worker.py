@@ -187,7 +187,7 @@ class _Helper:
                 return
 
     def serve(self) -> None:
-        from kedro_observability.tracking.remote import HelperRun, prepare, prepare_model_logging, replay_spool
+        from kedro_observability.tracking.remote import HelperRun, prepare, prepare_end_of_run, replay_spool
 
         while True:
             message = self.inbox.get()
@@ -202,7 +202,7 @@ class _Helper:
                 try:
                     self.run = HelperRun.open(message[1])
                     self.send(("opened", (None, self.run.run_id, self.run.experiment_id)))
-                    prepare_model_logging()
+                    prepare_end_of_run(message[1].settings)
                     if message[1].settings.replay_at_start and not message[1].offline:
                         replay_spool(message[1])
                 except BaseException as error:  # noqa: BLE001 - the parent raises it
