@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kedro_observability.memory import SAMPLER
+from kedro_observability.process_exit import skip_final_collections
 from kedro_observability.sizes import DataSize, is_opaque, measure
 
 if TYPE_CHECKING:
@@ -244,6 +245,7 @@ class RunLifecycle:
         self.current = _Observed.run = context
         self._signals.install()
         if not self._atexit_registered:
+            skip_final_collections()  # first, so that it runs after _at_exit
             atexit.register(self._at_exit)
             self._atexit_registered = True
         try:
