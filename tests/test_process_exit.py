@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny_project import DOUBLE_REGISTRY, make_tiny_project, subprocess_environment
 
 OBSERVABILITY = """
@@ -36,6 +35,7 @@ REGISTRY = """
 def _frozen_at_exit(project: Path, **variables: str) -> int:
     completed = subprocess.run(
         [sys.executable, "-m", "kedro", "run"],
+        check=False,
         cwd=project,
         env=subprocess_environment(project, **variables),
         capture_output=True,
