@@ -451,3 +451,74 @@ def test_slowest_nodes_are_at_most_ten_and_include_training(api: PrometheusApi) 
     assert 0 < len(slowest) <= 10
     assert any(node == "train_model" for _, node in slowest)
     assert all(value > 0 for value in slowest.values())
+
+
+# ---------------------------------------------------------------------------
+# Run markers (annotations)
+# ---------------------------------------------------------------------------
+
+
+def grafana_annotation_events(annotation: dict[str, Any], result: list[dict[str, Any]], step_seconds: float) -> list[dict[str, Any]]:
+    """What Grafana's Prometheus annotation support makes of a range query's result: with
+    "series value as timestamp", each sample's value is an event time, and events at most
+    one step apart become one region (public/app/plugins/datasource/prometheus/annotations.ts)."""
+    events = []
+    for series in result:
+        labels = series["metric"]
+        times = [int(float(value)) if annotation["useValueForTime"] else int(float(at) * 1000) for at, value in series["values"]]
+        latest: dict[str, Any] | None = None
+        for moment in times:
+            if latest is not None and latest["timeEnd"] + step_seconds * 1000 >= moment:
+                latest["timeEnd"] = moment
+                continue
+            if latest is not None:
+                events.append(latest)
+            title = re.sub(r"\{\{(\w+)\}\}", lambda found, labels=labels: labels.get(found.group(1), ""), annotation["titleFormat"])
+            latest = {"time": moment, "timeEnd": moment, "title": title, "tags": [labels[key] for key in annotation["tagKeys"].split(",") if key in labels]}
+        if latest is not None:
+            events.append(latest)
+    return events
+
+
+def run_markers_of(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {each["name"]: each for each in dashboard["annotations"]["list"] if each.get("expr")}
+
+
+@pytest.mark.parametrize("uid", list(DASHBOARD_FILES))
+def test_every_dashboard_marks_run_successes_and_failures(uid: str) -> None:
+    dashboard = dashboards()[uid]
+    markers = run_markers_of(dashboard)
+    assert set(markers) == {"Kedro runs succeeded", "Kedro runs failed"}
+    declared = {variable["name"] for variable in dashboard["templating"]["list"]}
+    for marker in markers.values():
+        assert marker["datasource"] == {"type": "prometheus", "uid": "prometheus"} and marker["enable"] and marker["useValueForTime"]
+        used = set(re.findall(r"\$(\w+)", marker["expr"]))
+        assert used == declared & {"project", "pipeline"}, (marker["name"], used)
+
+
+@pytest.mark.parametrize("variables", ["all", "values"])
+@pytest.mark.parametrize("uid", list(DASHBOARD_FILES))
+def test_run_markers_sit_where_the_real_runs_ended(api: PrometheusApi, populated_stack, uid: str, variables: str) -> None:
+    """The populated stack's runs: three successes of __default__, one failure of
+    data_science. Each marker ends at the second its pipeline's last run ended (the gauge
+    the plugin set then), within the test's hour, and no pipeline gets a marker of the
+    outcome it never had."""
+    dashboard = dashboards()[uid]
+    resolved = resolve_variables(api, dashboard, all_values=variables == "all")
+    now = time.time()
+    expected = {
+        "Kedro runs succeeded": ("kedro_pipeline_last_success_timestamp_seconds", "__default__"),
+        "Kedro runs failed": ("kedro_pipeline_last_failure_timestamp_seconds", populated_stack.failing_pipeline),
+    }
+    for name, marker in run_markers_of(dashboard).items():
+        gauge, pipeline = expected[name]
+        step = int(marker["step"].rstrip("s"))
+        expr = substitute(marker["expr"], resolved)
+        result = api.get("/api/v1/query_range", query=expr, start=now - 3600, end=now, step=step)["result"]
+        events = grafana_annotation_events(marker, result, step)
+        assert events, f"{uid}: '{name}' marks no run: {expr}"
+        assert {event["tags"][1] for event in events} == {pipeline}, (uid, name, events)
+        [last_run_end] = [float(series["value"][1]) for series in api.evaluate(f'{gauge}{{pipeline="{pipeline}"}}', instant=True)]
+        assert max(event["timeEnd"] for event in events) == int(last_run_end * 1000), (uid, name, events)
+        assert all(now - 3600 <= event["time"] / 1000 <= now for event in events), events
+        assert all(event["title"] == f"Kedro run {name.split()[-1]}: {pipeline}" for event in events), events

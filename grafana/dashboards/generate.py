@@ -261,10 +261,43 @@ def link(title: str, url: str, tooltip: str) -> dict[str, Any]:
     return {"icon": "external link", "targetBlank": True, "title": title, "tooltip": tooltip, "type": "link", "url": url}
 
 
+RUN_MARKER_STEP = "10s"
+
+
+def run_markers(selector: str) -> list[dict[str, Any]]:
+    """A marker on every time series panel where a run ended: green for a success, red for
+    a failure. The gauges hold each pipeline's last success and failure time, so a series'
+    value is the marker's time (Grafana's "series value as timestamp", in milliseconds) and a
+    marker sits at the second the run ended whatever the scrape interval. Grafana makes one
+    region of runs that end less than a query step apart."""
+
+    def marker(name: str, gauge: str, color: str, outcome: str) -> dict[str, Any]:
+        return {
+            "datasource": DATASOURCE,
+            "enable": True,
+            "hide": False,
+            "iconColor": color,
+            "name": name,
+            "expr": f"max by (project, pipeline) ({gauge}{{{selector}}}) * 1000",
+            "step": RUN_MARKER_STEP,
+            "tagKeys": "project,pipeline",
+            "titleFormat": f"Kedro run {outcome}: {{{{pipeline}}}}",
+            "textFormat": "project {{project}}, pipeline {{pipeline}}",
+            "useValueForTime": True,
+        }
+
+    return [
+        marker("Kedro runs succeeded", "kedro_pipeline_last_success_timestamp_seconds", "green", "succeeded"),
+        marker("Kedro runs failed", "kedro_pipeline_last_failure_timestamp_seconds", "red", "failed"),
+    ]
+
+
 def dashboard(uid: str, title: str, description: str, variables: list[str], panels: list[dict[str, Any]],
               links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     for number, item in enumerate(panels, start=1):
         item["id"] = number
+    # The datasets dashboard has no pipeline variable: its markers show every pipeline's runs.
+    marker_selector = PIPELINE if "pipeline" in variables else PROJECT
     return {
         "annotations": {
             "list": [
@@ -276,7 +309,8 @@ def dashboard(uid: str, title: str, description: str, variables: list[str], pane
                     "iconColor": "rgba(0, 211, 255, 1)",
                     "name": "Annotations & Alerts",
                     "type": "dashboard",
-                }
+                },
+                *run_markers(marker_selector),
             ]
         },
         "description": description,
