@@ -166,3 +166,51 @@ def test_an_otlp_endpoint_without_the_otlp_exporter_still_leaves_the_trace_in_ml
 
     _, trace = _trace_of(on_server)
     assert sorted(span.name for span in trace.data.spans if span.attributes.get("kedro.kind") == "node") == sorted(NODES)
+
+
+LONG_CHAIN_NODES = 80
+LONG_CHAIN_REGISTRY = f"""
+    from kedro.pipeline import Pipeline, node
+
+
+    def step(x: int) -> int:
+        return x + 1
+
+
+    def register_pipelines() -> dict[str, Pipeline]:
+        names = ["params:x"] + [f"d{{i}}" for i in range({LONG_CHAIN_NODES})]
+        return {{"__default__": Pipeline([node(step, names[i], f"d{{i}}", name=f"n{{i}}") for i in range({LONG_CHAIN_NODES})])}}
+"""
+
+
+def test_a_long_pipeline_has_its_whole_trace(tmp_path: Path) -> None:
+    """Above 200 spans the helper has MLflow write the trace in one batch (one span per
+    transaction costs a minute for 500 nodes): a real `kedro run` of an 80-node chain, 240
+    spans, still gets every node under the run and every load and save under its node."""
+    import re
+    import subprocess
+    import sys
+
+    from tiny_project import make_tiny_project, subprocess_environment
+
+    project = make_tiny_project(
+        tmp_path / "chain", "chain", LONG_CHAIN_REGISTRY,
+        "statsd: {enabled: false}\nmemory: {enabled: false}\nvalidation: {enabled: false}\nmlflow: {enabled: true, tracking_uri: null}\n",
+        "x: 0\n",
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "kedro", "run"], cwd=project, env=subprocess_environment(project), capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_id,) = re.findall(r"MLflow run ([0-9a-f]{32}) logged at", done.stderr + done.stdout)
+    client = MlflowClient(f"sqlite:///{(project / 'mlflow.db').as_posix()}")
+    run = client.get_run(run_id)
+    trace = client.get_trace(run.data.tags["kedro.trace_id"])
+    spans = trace.data.spans
+    assert len(spans) == 1 + LONG_CHAIN_NODES + (LONG_CHAIN_NODES - 1) + LONG_CHAIN_NODES
+    (root,) = [span for span in spans if span.parent_id is None]
+    assert root.attributes["kedro.status"] == "FINISHED" and root.attributes["mlflow.run_id"] == run_id
+    nodes = {span.name: span for span in spans if span.attributes.get("kedro.kind") == "node"}
+    assert sorted(nodes) == sorted(f"n{i}" for i in range(LONG_CHAIN_NODES))
+    assert all(span.parent_id == root.span_id for span in nodes.values())
+    io = [span for span in spans if span.attributes.get("kedro.kind") in {"load", "save"}]
+    assert all(span.parent_id == nodes[span.attributes["kedro.node"]].span_id for span in io)
+    assert {span.name for span in io if span.attributes["kedro.kind"] == "save"} == {f"save d{i}" for i in range(LONG_CHAIN_NODES)}
