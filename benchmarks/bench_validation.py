@@ -85,7 +85,7 @@ def main() -> int:
     from kedro_observability.record import RunRecord
     from kedro_observability.settings import ObservabilitySettings
     from kedro_observability.validation import GreatExpectationsValidator
-    from kedro_observability.validation.catalog import compiled_suite, suite_source
+    from kedro_observability.validation.compiled import compiled_suite, suite_source
     from kedro_observability.validation.engine import SuiteValidator
     from kedro_observability.validation.suites import gx_modules, parse_suites, read_suites
 
