@@ -158,7 +158,7 @@ def _export_switches(span_count: int) -> dict[str, str | None]:
     """How MLflow exports the spans, unless the user chose (any of these variables set).
 
     Synchronously, MLflow writes each span as it ends, one store transaction each: about
-    12 ms a span on SQLite, 2.5 s for a 70-node run, a minute for 500 nodes. Its asynchronous
+    12 ms a span on SQLite, 2.5 s for a 70-node run, 18 s for 500 nodes. Its asynchronous
     export with a batch span processor writes them in one transaction, but its queue's
     consumer polls once a second, so flushing it costs about 2 s whatever the size. So: one
     span at a time for small traces, one batch above ``BATCH_ABOVE_SPANS``."""
