@@ -22,6 +22,8 @@ import atexit
 import gc
 import os
 
+from kedro_observability.settings import BOOLEAN_WORDS
+
 FULL_COLLECTIONS_VARIABLE = "KEDRO_OBSERVABILITY_GC_AT_EXIT"
 
 _registered = False
@@ -37,6 +39,6 @@ def skip_final_collections() -> None:
 
 
 def _freeze() -> None:
-    if os.environ.get(FULL_COLLECTIONS_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}:
+    if BOOLEAN_WORDS.get(os.environ.get(FULL_COLLECTIONS_VARIABLE, "").strip().lower(), False):
         return
     gc.freeze()

@@ -307,8 +307,8 @@ def _convert_scalar(value: Any, hint: type, key: str, locate: Callable[[str], st
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
-            return _BOOLEAN_WORDS[value.strip().lower()]
+        if isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS:
+            return BOOLEAN_WORDS[value.strip().lower()]
         raise _type_error(key, locate, "true or false", value)
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -335,7 +335,8 @@ def _convert_scalar(value: Any, hint: type, key: str, locate: Callable[[str], st
     raise TypeError(f"kedro_observability: no converter for {hint!r} (setting '{key}')")
 
 
-_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+# How a setting, or an environment variable of the plugin, spells a boolean.
+BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 def _type_error(key: str, locate: Callable[[str], str], expected: str, value: Any) -> SettingsError:
