@@ -9,7 +9,10 @@ kedro.node.duration (real UDP). The timeline PNG and HTML are artifacts of the r
 from __future__ import annotations
 
 import os
+import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,9 @@ from mlflow import MlflowClient
 from conftest import RUNNERS, make_runner, run_project
 from mlflow_server import MlflowServer, mlflow_server  # noqa: F401 - the fixture
 from test_mlflow_tracking import MODEL_OPTIONS, NODES, Tracked, configure_mlflow, experiment_of
+from tiny_project import make_tiny_project, subprocess_environment
+
+from kedro_observability.tracking.trace import BATCH_ABOVE_SPANS
 
 
 def _pipeline(project: Path):
@@ -184,15 +190,9 @@ LONG_CHAIN_REGISTRY = f"""
 
 
 def test_a_long_pipeline_has_its_whole_trace(tmp_path: Path) -> None:
-    """Above 200 spans the helper has MLflow write the trace in one batch (one span per
-    transaction costs a minute for 500 nodes): a real `kedro run` of an 80-node chain, 240
-    spans, still gets every node under the run and every load and save under its node."""
-    import re
-    import subprocess
-    import sys
-
-    from tiny_project import make_tiny_project, subprocess_environment
-
+    """Above BATCH_ABOVE_SPANS (200) spans the helper has MLflow write the trace in one batch
+    (one span per transaction costs 18 s for 500 nodes): a real `kedro run` of an 80-node
+    chain, 240 spans, still gets every node under the run and every load and save under its node."""
     project = make_tiny_project(
         tmp_path / "chain", "chain", LONG_CHAIN_REGISTRY,
         "statsd: {enabled: false}\nmemory: {enabled: false}\nvalidation: {enabled: false}\nmlflow: {enabled: true, tracking_uri: null}\n",
@@ -206,6 +206,7 @@ def test_a_long_pipeline_has_its_whole_trace(tmp_path: Path) -> None:
     trace = client.get_trace(run.data.tags["kedro.trace_id"])
     spans = trace.data.spans
     assert len(spans) == 1 + LONG_CHAIN_NODES + (LONG_CHAIN_NODES - 1) + LONG_CHAIN_NODES
+    assert len(spans) > BATCH_ABOVE_SPANS  # the batch path, not the span-by-span one
     (root,) = [span for span in spans if span.parent_id is None]
     assert root.attributes["kedro.status"] == "FINISHED" and root.attributes["mlflow.run_id"] == run_id
     nodes = {span.name: span for span in spans if span.attributes.get("kedro.kind") == "node"}
