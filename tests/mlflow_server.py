@@ -81,10 +81,14 @@ class TcpRelay:
     with the "server" as it would in reality.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, close_on: bytes | None = None) -> None:
+        """``close_on``: the relay closes, without forwarding it, as a client sends a chunk
+        holding these bytes (a request path, say): the server goes away at that request."""
         self._target = ("127.0.0.1", target_port)
+        self._close_on = close_on
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self.uri = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.port = self._listener.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
         self.bytes_from_clients = 0
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -111,6 +115,9 @@ class TcpRelay:
         try:
             while chunk := source.recv(65536):
                 if from_client:
+                    if self._close_on is not None and self._close_on in chunk:
+                        self.close()
+                        return
                     with self._lock:
                         self.bytes_from_clients += len(chunk)
                 target.sendall(chunk)

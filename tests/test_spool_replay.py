@@ -23,7 +23,7 @@ import pytest
 import yaml
 from conftest import SAMPLE_PROJECT, SAMPLE_SHUTTLES, copy_project
 from local_servers import free_port, stop_process_group
-from mlflow_server import MlflowServer
+from mlflow_server import MlflowServer, TcpRelay
 from tiny_project import subprocess_environment
 
 KEDRO = str(Path(sys.executable).parent / "kedro")
@@ -188,6 +188,50 @@ def test_a_run_whose_server_was_killed_mid_run_is_completed_by_the_replay(sample
     assert again.returncode == 0 and "Nothing to replay" in again.stdout, again.stdout + again.stderr
     assert content(server.uri, opened.info.run_id) == expected
     assert len(runs_of(server.uri, "killed")) == 1
+
+
+def test_a_run_whose_server_went_away_as_it_created_the_run_is_completed_by_the_replay(sample_project: Path, server: RestartableServer, expected: dict[str, Any]) -> None:
+    # The server creates the run, then is gone at the next request: the run's parameters.
+    assert server.server is not None
+    relay = TcpRelay(server.port, close_on=b"/runs/log-batch")
+    use_experiment(sample_project, "gone-at-opening")
+    code, output = finished(kedro(sample_project, relay.uri, "run"))
+    assert code == 0, output[-4000:]
+    assert "stopped answering as it created run" in output and "Kept for a replay in" in output, output[-4000:]
+    (before,) = runs_of(server.uri, "gone-at-opening")
+    assert before.info.status == "RUNNING" and not before.data.params
+
+    # The server comes back where the run had it.
+    server.kill()
+    back = MlflowServer(server.workdir, port=relay.port)
+    try:
+        replay = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        assert f"MLflow run {before.info.run_id}" in replay.stdout and "completed" in replay.stdout, replay.stdout
+        assert content(back.uri, before.info.run_id) == expected
+        assert len(runs_of(back.uri, "gone-at-opening")) == 1
+    finally:
+        back.stop()
+
+
+def test_under_warn_a_server_that_went_away_before_it_created_the_run_leaves_it_to_the_replay(sample_project: Path, server: RestartableServer) -> None:
+    assert server.server is not None
+    relay = TcpRelay(server.port, close_on=b"/runs/create")
+    use_experiment(sample_project, "gone-before-the-run", on_unavailable="warn")
+    code, output = finished(kedro(sample_project, relay.uri, "run", "--pipeline", "data_generation"))
+    assert code == 0, output[-4000:]
+    assert "the run itself: MLflow has never seen it" in output and "Kept for a replay in" in output, output[-4000:]
+    assert runs_of(server.uri, "gone-before-the-run") == []
+
+    server.kill()
+    back = MlflowServer(server.workdir, port=relay.port)
+    try:
+        replay = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        (run,) = runs_of(back.uri, "gone-before-the-run")
+        assert run.info.status == "FINISHED" and run.data.params and run.data.metrics
+    finally:
+        back.stop()
 
 
 def test_a_run_that_started_with_the_server_down_is_created_by_the_replay(sample_project: Path, server: RestartableServer, expected: dict[str, Any]) -> None:

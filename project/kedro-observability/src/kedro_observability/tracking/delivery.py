@@ -1,10 +1,11 @@
 """What the end of a run sends to MLflow, as plain data: sent at once, or spooled and replayed.
 
 The helper process (:mod:`.remote`) turns what a run gathered into a :class:`Delivery` and
-sends it step by step: metrics and tags, dataset inputs, the model, artifacts, the trace and
-its timeline, and last the run's status with its real end time. When the server stops
-answering, the steps not yet done are written to the spool (:mod:`.spool`) as they are, and
-``kedro observability replay`` sends them later with :func:`send`, the same code, so that a
+sends it step by step: the parameters if the server went away as it created the run, metrics
+and tags, dataset inputs, the model, artifacts, the trace and its timeline, and last the
+run's status with its real end time. When the server stops answering, the steps not yet
+done are written to the spool (:mod:`.spool`) as they are, and ``kedro observability
+replay`` sends them later with :func:`send`, the same code, so that a
 replayed run holds what a run that never lost its server holds. A delivery for a run the
 server never saw (it was down before the first node) carries its :class:`Opening`: the run
 is then created with its original start time, tags and parameters.
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("metrics", "inputs", "model", "artifacts", "trace", "timeline", "status")
+STEPS = ("params", "metrics", "inputs", "model", "artifacts", "trace", "timeline", "status")
 """The order in which a delivery is sent; the status comes last, so that a run shown as
 FINISHED holds everything."""
 
@@ -72,6 +73,10 @@ class Delivery:
     metrics: dict[str, tuple[float, int]] = field(default_factory=dict)
     """key -> (value, timestamp in ms): logged at step 0 with their original timestamps."""
     tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    """Parameters of a run the server created but did not get the parameters of (it stopped
+    answering in between); a run's :class:`Opening` carries its own."""
+    param_tags: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, TableSample] = field(default_factory=dict)
     source_paths: dict[str, str] = field(default_factory=dict)
     model: Any = None
@@ -88,6 +93,7 @@ class Delivery:
     def steps(self) -> list[str]:
         """The steps this delivery has, done or not, in their order."""
         wanted = {
+            "params": bool(self.params or self.param_tags),
             "metrics": True,
             "inputs": bool(self.inputs),
             "model": self.status == "FINISHED" and (self.model is not None or self.model_error is not None),
@@ -104,6 +110,7 @@ class Delivery:
     def describe(self, step: str) -> str:
         """A step as the end-of-run warning names it."""
         return {
+            "params": f"{len(self.params) + len(self.param_tags)} parameters",
             "metrics": f"{len(self.metrics)} metrics and {len(self.tags)} tags",
             "inputs": f"{len(self.inputs)} dataset inputs",
             "model": "the model",
@@ -160,6 +167,10 @@ def _create_run(delivery: Delivery, client: Any) -> None:
         delivery.trace.root["mlflow.run_id"] = delivery.run_id
 
 
+def _params(delivery: Delivery, client: Any) -> None:
+    log_entities(client, delivery.run_id, params=delivery.params, tags=delivery.param_tags)
+
+
 def _metrics(delivery: Delivery, client: Any) -> None:
     from mlflow.entities import Metric
 
@@ -211,6 +222,7 @@ def _status(delivery: Delivery, client: Any) -> None:
 
 
 _SENDERS: dict[str, Callable[[Delivery, Any], None]] = {
+    "params": _params,
     "metrics": _metrics,
     "inputs": _inputs,
     "model": _model,

@@ -108,6 +108,8 @@ class HelperRun:
     kept: dict[str, Any] = field(default_factory=dict)
     model: _EarlyModel | None = None
     opening: Opening | None = None
+    unsent_params: tuple[dict[str, str], dict[str, str]] | None = None
+    """Parameters and parameter tags the server did not get when it created the run."""
     started_ms: int = field(default_factory=now_ms)
 
     @classmethod
@@ -116,18 +118,37 @@ class HelperRun:
         _sync_environment(request.http_environment)
         sources = input_sources(request.source_paths) if request.source_paths else {}
         if request.offline:
-            run = request.run
-            opening = Opening(
-                experiment_name=request.settings.experiment_name or run.project,
-                run_name=run_name(run),
-                tags=run_tags(run, request.kedro_version, request.project_path),
-                params=dict(request.params.params),
-                param_tags=dict(request.params.tags),
-                start_time_ms=now_ms(),
-            )
-            return cls(None, request, None, None, sources, opening=opening)
-        client, experiment_id, run_id = open_run(request.uri, request.settings, request.run, request.kedro_version, request.project_path, request.params)
-        return cls(client, request, run_id, experiment_id, sources)
+            return cls._offline(request, sources)
+        try:
+            opened = open_run(request.uri, request.settings, request.run, request.kedro_version, request.project_path, request.params)
+        except MlflowTrackingError as error:
+            if request.settings.on_unavailable != "warn" or _answers(request):
+                raise
+            # It answered the run's probe, then went away before it created the run.
+            logger.warning("kedro_observability: %s The run goes on (mlflow.on_unavailable: warn): it is sent at its end if the server answers by then, and spooled otherwise.", error)
+            return cls._offline(request, sources)
+        helper_run = cls(opened.client, request, opened.run_id, opened.experiment_id, sources)
+        if opened.params_lost is not None:
+            logger.warning(
+                "kedro_observability: MLflow at %s stopped answering as it created run %s (%s). The run goes on: its "
+                "parameters are sent with the rest of it at its end, or kept for `kedro observability replay`.",
+                request.uri, opened.run_id, opened.params_lost,
+            )  # fmt: skip
+            helper_run.unsent_params = (dict(request.params.params), dict(request.params.tags))
+        return helper_run
+
+    @classmethod
+    def _offline(cls, request: OpenRequest, sources: dict[str, Any]) -> HelperRun:
+        run = request.run
+        opening = Opening(
+            experiment_name=request.settings.experiment_name or run.project,
+            run_name=run_name(run),
+            tags=run_tags(run, request.kedro_version, request.project_path),
+            params=dict(request.params.params),
+            param_tags=dict(request.params.tags),
+            start_time_ms=now_ms(),
+        )
+        return cls(None, request, None, None, sources, opening=opening)
 
     def keep(self, key: str, value: Any) -> None:
         """Data for the run, sent as it was saved or loaded; the model is logged at once."""
@@ -211,6 +232,8 @@ class HelperRun:
             artifacts=list(request.recorded.artifacts) if request.recorded is not None else [],
             opening=self.opening,
         )
+        if self.unsent_params is not None:
+            delivery.params, delivery.param_tags = self.unsent_params
         if self.model is None:
             delivery.model, delivery.example = values.get("data:model"), values.get("data:example")
         else:
@@ -238,6 +261,14 @@ class HelperRun:
         now = time.time_ns()
         title = f"{run.project} · pipeline {run.pipeline} · {run.runner} · kedro run {run.run_id}"
         return Trace(root, spans, request.started_ns or now, request.ended_ns or now, request.error or request.stopped_by, title)
+
+
+def _answers(request: OpenRequest) -> bool:
+    try:
+        check_reachable(request.uri, request.settings.request_timeout_seconds)
+    except MlflowTrackingError:
+        return False
+    return True
 
 
 def _local_store(uri: str) -> bool:

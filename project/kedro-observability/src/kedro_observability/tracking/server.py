@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +56,18 @@ def bound_http_requests(settings: MlflowSettings) -> list[str]:
     return applied
 
 
+@dataclass(frozen=True)
+class OpenedRun:
+    """A run created on the server, by :func:`open_run`."""
+
+    client: Any
+    experiment_id: str
+    run_id: str
+    params_lost: str | None = None
+    """Why the parameters are not on the server yet: it stopped answering right after it
+    created the run. They go with the rest of the run, at its end or into the spool."""
+
+
 def open_run(
     uri: str,
     settings: MlflowSettings,
@@ -62,10 +75,13 @@ def open_run(
     kedro_version: str,
     project_path: Path,
     params: LoggableParams,
-) -> tuple[Any, str, str]:
-    """Create the run with its tags and parameters; return the client, experiment id and run id.
+) -> OpenedRun:
+    """Create the run with its tags and parameters.
 
-    The server was probed by the caller (:func:`check_reachable`), in the run's process."""
+    The server was probed by the caller (:func:`check_reachable`), in the run's process. A
+    server that refuses the parameters fails the opening; one that stops answering once the
+    run exists does not: the run is then in the same state as one whose server went away
+    during its first node."""
     from mlflow import MlflowClient
 
     try:
@@ -82,9 +98,13 @@ def open_run(
     try:
         log_entities(client, run_id, params=params.params, tags=params.tags)
     except Exception as error:  # noqa: BLE001
+        try:
+            check_reachable(uri, settings.request_timeout_seconds)
+        except MlflowTrackingError:
+            return OpenedRun(client, experiment_id, run_id, params_lost=describe(error))
         _terminate_quietly(client, run_id)
         raise MlflowTrackingError(f"MLflow at {uri} refused the run's parameters ({describe(error)}).") from error
-    return client, experiment_id, run_id
+    return OpenedRun(client, experiment_id, run_id)
 
 
 def run_tags(run: RunInfo, kedro_version: str, project_path: Path) -> dict[str, str]:
