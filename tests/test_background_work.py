@@ -19,7 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from tiny_project import write
+from tiny_project import make_tiny_project, write
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
@@ -46,10 +46,15 @@ def model_project(tmp_path: Path) -> Path:
     write(project / "src" / PACKAGE / "settings.py", "")
     write(project / "src" / PACKAGE / "model.py", """
         import os
+        import threading
         import time
         from pathlib import Path
 
         from sklearn.linear_model import LinearRegression
+
+        if os.environ.get("TRIAL_IMPORT_RECORD"):
+            with open(os.environ["TRIAL_IMPORT_RECORD"], "a") as record:
+                record.write(f"{os.getpid()} {threading.current_thread().name}\\n")
 
 
         class TrialModel(LinearRegression):
@@ -164,6 +169,68 @@ def test_a_failure_of_the_model_logged_in_the_background_is_reported_as_before(m
     assert run.data.metrics["score"] == 1.0
     assert "node_duration_seconds.afterwards" in run.data.metrics
     assert models == []
+
+
+def test_the_helper_imports_the_models_classes_on_the_thread_that_logs_it(model_project: Path, tmp_path: Path) -> None:
+    """Reading the model in the helper imports its module and scikit-learn. On the thread that
+    drains the socket that raced the helper's own import of MLflow's flavours: scikit-learn
+    half initialised (ImportError), the helper cut off, the run left KILLED (1 ThreadRunner
+    run in 17 under load)."""
+    record = tmp_path / "imports.txt"
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run(
+        [str(kedro), "run", "--runner", "ThreadRunner"], cwd=model_project, env=_environment(model_project, tmp_path, TRIAL_IMPORT_RECORD=str(record)),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "helper process exited" not in output, output[-4000:]
+    threads = dict(line.split(" ", 1) for line in record.read_text().splitlines())
+    # The run's process, and the helper, which unpickled the model.
+    assert len(threads) == 2 and set(threads.values()) == {"MainThread"}, threads
+    run, _ = _only_run(model_project)
+    assert run.info.status == "FINISHED"
+    assert "node_duration_seconds.afterwards" in run.data.metrics
+
+
+def test_a_model_the_helper_cannot_read_is_named_and_the_run_ends_as_it_did(tmp_path: Path) -> None:
+    """A node that imports its model's class from a folder it puts on ``sys.path`` itself: the
+    helper, started before, cannot import it. The run is FINISHED with everything else."""
+    late = tmp_path / "late"
+    write(late / "late_model.py", """
+        class LateModel:
+            pass
+    """)
+    project = make_tiny_project(tmp_path / "unreadable", "unreadable_model", f"""
+        import sys
+
+        from kedro.pipeline import Pipeline, node
+
+
+        def train(x: int):
+            sys.path.insert(0, {str(late)!r})
+            from late_model import LateModel
+
+            return LateModel()
+
+
+        def register_pipelines() -> dict[str, Pipeline]:
+            return {{"__default__": Pipeline([node(train, "params:x", "model", name="train")])}}
+    """, """
+        statsd: {enabled: false}
+        memory: {enabled: false}
+        validation: {enabled: false}
+        mlflow: {model_dataset: model, log_input_datasets: false}
+    """, "x: 1\n")  # fmt: skip
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run([str(kedro), "run"], cwd=project, env=_environment(project, tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    # One line per message, without the logger's location that Rich puts where it wraps.
+    output = re.sub(r" \S+\.py:\d+ ", " ", " ".join((result.stdout + result.stderr).split()))
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(r"Not logged: data the run sent for MLflow \(the MLflow helper could not read it: ModuleNotFoundError: No module named 'late_model'", output), output[-4000:]
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs([each.experiment_id for each in client.search_experiments() if each.name == "unreadable_model"])
+    assert run.info.status == "FINISHED" and run.data.params == {"x": "1"}
+    assert "node_duration_seconds.train" in run.data.metrics
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])

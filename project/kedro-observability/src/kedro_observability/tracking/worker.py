@@ -10,6 +10,12 @@ socket: the run is opened before the first node (its errors fail or warn there, 
 the model is logged as soon as it is saved, while later nodes run, and the end of the run
 waits for everything to be sent.
 
+Messages are framed (a header with the message's kind and length, then its pickle) and
+unpickled on the thread that handles them, never on the thread that drains the socket:
+unpickling a model imports its library (scikit-learn, say), and two threads importing the
+same package at once can see it half initialised (``ImportError: cannot import name ...
+partially initialized module``) while the other imports MLflow's flavours.
+
 The helper ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group, and the run
 (the parent) decides how the MLflow run ends. When the parent goes away without ending it
 (SIGKILL), the socket closes and the helper ends the run as KILLED itself. Its log records
@@ -24,6 +30,7 @@ import pickle
 import queue
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -37,6 +44,29 @@ logger = logging.getLogger(__name__)
 
 class WorkerGoneError(RuntimeError):
     """The MLflow helper process exited or cannot be reached."""
+
+
+_HEADER = struct.Struct("!16sQ")
+"""A message's kind (ASCII, padded) and the length of its pickle."""
+
+
+def write_message(stream: Any, message: tuple[Any, ...]) -> None:
+    """Write one framed message (the caller holds the stream's write lock) and flush it."""
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(str(message[0]).encode("ascii"), len(payload)) + payload)
+    stream.flush()
+
+
+def read_frame(stream: Any) -> tuple[str, bytes]:
+    """Read one framed message's kind and pickle; raise EOFError when the stream ends."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the stream ended")
+    kind, length = _HEADER.unpack(header)
+    payload = stream.read(length)
+    if len(payload) < length:
+        raise EOFError("the stream ended within a message")
+    return kind.rstrip(b"\0").decode("ascii"), payload
 
 
 @dataclass(frozen=True)
@@ -114,11 +144,9 @@ class TrackingWorker:
         """Send one message; raise :class:`WorkerGoneError` if the helper is gone."""
         if os.getpid() != self.pid:
             return  # a forked ParallelRunner worker: its data goes through the run record
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             with self._send_lock:
-                self._stream.write(data)
-                self._stream.flush()
+                write_message(self._stream, message)
         except OSError as error:
             raise WorkerGoneError(f"the MLflow helper process exited ({error})") from error
 
@@ -126,7 +154,7 @@ class TrackingWorker:
         """Wait for the answer ``kind``, logging the helper's log records meanwhile."""
         while True:
             try:
-                message = pickle.load(self._stream)
+                message = pickle.loads(read_frame(self._stream)[1])
             except (EOFError, OSError, pickle.UnpicklingError) as error:
                 code = self.process.poll()
                 raise WorkerGoneError(f"the MLflow helper process exited (exit code {code}, {type(error).__name__})") from error
@@ -168,52 +196,76 @@ class _Helper:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self._lock = threading.Lock()
-        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self.run: Any = None
 
     def send(self, message: tuple[Any, ...]) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            self._stream.write(data)
-            self._stream.flush()
+            write_message(self._stream, message)
 
     def read(self) -> None:
-        """Drain the socket at once, so that the parent never waits on a full buffer."""
+        """Drain the socket at once, so that the parent never waits on a full buffer; only
+        bytes here (see the module's docstring)."""
         while True:
             try:
-                self.inbox.put(pickle.load(self._stream))
-            except Exception:  # noqa: BLE001 - EOF: the parent is gone
+                self.inbox.put(read_frame(self._stream))
+            except (EOFError, OSError):  # the parent is gone
                 self.inbox.put(None)
                 return
 
     def serve(self) -> None:
-        from kedro_observability.tracking.remote import HelperRun, prepare, prepare_end_of_run, replay_spool
-
         while True:
-            message = self.inbox.get()
-            if message is None:
+            frame = self.inbox.get()
+            if frame is None:
                 if self.run is not None:  # the parent died without ending its run
                     self.run.finish(FinishRequest("KILLED", None, "the end of the Kedro process", {}, None))
                 return
-            kind = message[0]
-            if kind == "prepare":
-                prepare(*message[1:])
-            elif kind == "open":
-                try:
-                    self.run = HelperRun.open(message[1])
-                    self.send(("opened", (None, self.run.run_id, self.run.experiment_id)))
-                    prepare_end_of_run(message[1].settings)
-                    if message[1].settings.replay_at_start and not message[1].offline:
-                        replay_spool(message[1])
-                except BaseException as error:  # noqa: BLE001 - the parent raises it
-                    self.run = None
-                    self.send(("opened", (_portable(error), None, None)))
-            elif kind == "keep" and self.run is not None:
-                self.run.keep(message[1], message[2])
-            elif kind == "finish":
-                outcome = self.run.finish(message[1]) if self.run is not None else (["everything (no MLflow run is open)"], None, None)
+            kind, payload = frame
+            try:
+                message = pickle.loads(payload)
+            except Exception as error:  # noqa: BLE001 - one unreadable message must not end the helper
+                self._unreadable(kind, error)
+                continue
+            self._handle(kind, message)
+
+    def _unreadable(self, kind: str, error: Exception) -> None:
+        from kedro_observability.tracking.server import describe
+
+        reason = f"the MLflow helper could not read it: {describe(error)}"
+        if kind == "open":
+            self.send(("opened", (RuntimeError(f"the run's opening ({reason})"), None, None)))
+        elif kind == "finish":
+            # Its status is in what cannot be read: the run stays open and ends as KILLED
+            # when the run's process lets the helper go.
+            self.send(("finished", ([f"everything the run gathered and its status ({reason})"], None, getattr(self.run, "run_id", None))))
+        elif kind == "keep" and self.run is not None:
+            self.run.unreadable.append(f"data the run sent for MLflow ({reason})")
+        else:
+            logger.warning("kedro_observability: a %s message to the MLflow helper was lost (%s).", kind, reason)
+
+    def _handle(self, kind: str, message: tuple[Any, ...]) -> None:
+        from kedro_observability.tracking.remote import HelperRun, prepare, prepare_end_of_run, replay_spool
+
+        if kind == "prepare":
+            prepare(*message[1:])
+        elif kind == "open":
+            request: OpenRequest = message[1]
+            try:
+                self.run = HelperRun.open(request)
+            except BaseException as error:  # noqa: BLE001 - the parent raises it
                 self.run = None
-                self.send(("finished", outcome))
+                self.send(("opened", (_portable(error), None, None)))
+                return
+            self.send(("opened", (None, self.run.run_id, self.run.experiment_id)))
+            prepare_end_of_run(request.settings)
+            if request.settings.replay_at_start and not request.offline:
+                replay_spool(request)
+        elif kind == "keep" and self.run is not None:
+            self.run.keep(message[1], message[2])
+        elif kind == "finish":
+            outcome = self.run.finish(message[1]) if self.run is not None else (["everything (no MLflow run is open)"], None, None)
+            self.run = None
+            self.send(("finished", outcome))
 
 
 def _portable(error: BaseException) -> BaseException:
