@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.sklearn
 import pandas as pd
 import psutil
 import pytest
@@ -190,6 +191,37 @@ def test_the_helper_imports_the_models_classes_on_the_thread_that_logs_it(model_
     run, _ = _only_run(model_project)
     assert run.info.status == "FINISHED"
     assert "node_duration_seconds.afterwards" in run.data.metrics
+
+
+def test_a_model_of_the_projects_own_class_is_logged_once_its_class_is_trusted(model_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow saves scikit-learn models in skops' format, which loads only the classes it
+    trusts: a model of the project's own class is refused until the setting names it."""
+    kedro = Path(sys.executable).with_name("kedro")
+    refused = subprocess.run([str(kedro), "run"], cwd=model_project, env=_environment(model_project, tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    output = re.sub(r" \S+\.py:\d+ ", " ", " ".join((refused.stdout + refused.stderr).split()))
+    assert refused.returncode == 0, output[-4000:]
+    assert (
+        "Not logged: the model (UntrustedModelError: the model holds classes that MLflow's skops format does not load unless told to trust "
+        "them: background_trial.model.TrialModel. If they are yours, list them under mlflow.skops_trusted_types in observability.yml.)"
+    ) in output, output[-4000:]
+
+    (model_project / "conf" / "local" / "observability.yml").write_text("mlflow:\n  skops_trusted_types: [background_trial.model.TrialModel]\n")
+    trusted = subprocess.run([str(kedro), "run"], cwd=model_project, env=_environment(model_project, tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    output = " ".join((trusted.stdout + trusted.stderr).split())
+    assert trusted.returncode == 0 and "is incomplete" not in output, output[-4000:]
+    client = MlflowClient(f"sqlite:///{model_project / 'mlflow.db'}")
+    (experiment,) = [each for each in client.search_experiments() if each.name == PACKAGE]
+    latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    (model,) = client.search_logged_models([experiment.experiment_id], filter_string=f"source_run_id = '{latest.info.run_id}'")
+    monkeypatch.syspath_prepend(str(model_project / "src"))  # the model's class, as its users import it
+    mlflow.set_tracking_uri(f"sqlite:///{model_project / 'mlflow.db'}")
+    try:
+        loaded = mlflow.sklearn.load_model(f"models:/{model.model_id}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert type(loaded).__name__ == "TrialModel"
+    table = pd.DataFrame({"x": [1.0, 2.0], "z": [3.0, 4.0]})
+    assert list(loaded.predict(table)) == pytest.approx([5.0, 8.0])
 
 
 def test_a_model_the_helper_cannot_read_is_named_and_the_run_ends_as_it_did(tmp_path: Path) -> None:

@@ -138,6 +138,7 @@ mlflow:
   input_example_rows: 5
   # The model's requirements; a bare name is pinned to the installed version.
   pip_requirements: [scikit-learn, numpy, scipy]
+  skops_trusted_types: []       # the model's own classes (module.Class) beyond scikit-learn's
   fingerprints_dataset: null    # {{file: {{sha256, ...}}}}, logged as kedro.fingerprint.* tags
   log_input_datasets: true      # the pipeline's file-based inputs as MLflow dataset inputs
   log_trace: true               # a trace per run (node, load, save spans) and timeline.png/.html

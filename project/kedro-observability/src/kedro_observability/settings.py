@@ -94,6 +94,9 @@ class MlflowSettings:
     input_example_rows: int = 5
     pip_requirements: list[str] = field(default_factory=lambda: ["scikit-learn", "numpy", "scipy", "skops"])
     """The model's requirements; a bare name is pinned to the installed version."""
+    skops_trusted_types: list[str] = field(default_factory=list)
+    """Classes of the model (``module.Class``) beyond scikit-learn's that MLflow's skops
+    format may save and load: the project's own estimators, say."""
     fingerprints_dataset: str | None = None
     """Dataset of raw-file fingerprints ({name: {sha256, size_bytes, ...}}), logged as tags."""
     log_input_datasets: bool = True

@@ -163,16 +163,41 @@ def log_model(client: Any, uri: str, experiment_id: str, run_id: str, settings: 
     # file it under the process-wide (default) experiment.
     logged = client.create_logged_model(experiment_id, name=settings.model_name, source_run_id=run_id)
     with _process_tracking_uri(uri):
-        mlflow.sklearn.log_model(
-            model,
-            name=settings.model_name,
-            signature=signature,
-            input_example=example,
-            pip_requirements=pinned_requirements(settings.pip_requirements),
-            registered_model_name=settings.registered_model_name,
-            run_id=run_id,
-            model_id=logged.model_id,
-        )
+        try:
+            mlflow.sklearn.log_model(
+                model,
+                name=settings.model_name,
+                signature=signature,
+                input_example=example,
+                pip_requirements=pinned_requirements(settings.pip_requirements),
+                registered_model_name=settings.registered_model_name,
+                run_id=run_id,
+                model_id=logged.model_id,
+                skops_trusted_types=list(settings.skops_trusted_types) or None,
+            )
+        except Exception as error:
+            untrusted = _untrusted_types(model) if "untrusted types" in str(error).lower() else []
+            if not untrusted:
+                raise
+            raise UntrustedModelError(
+                f"the model holds classes that MLflow's skops format does not load unless told to trust them: "
+                f"{', '.join(untrusted)}. If they are yours, list them under mlflow.skops_trusted_types in "
+                "observability.yml."
+            ) from error
+
+
+class UntrustedModelError(RuntimeError):
+    """The model's classes are not trusted by skops, and the setting that trusts them is named."""
+
+
+def _untrusted_types(model: Any) -> list[str]:
+    """The model's classes that skops would refuse to load; [] if skops cannot say."""
+    try:
+        import skops.io
+
+        return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+    except Exception:  # noqa: BLE001 - MLflow's own message is reported then
+        return []
 
 
 def pinned_requirements(requirements: list[str]) -> list[str]:
