@@ -81,12 +81,13 @@ class TcpRelay:
     with the "server" as it would in reality.
     """
 
-    def __init__(self, target_port: int, close_on: bytes | None = None) -> None:
+    def __init__(self, target_port: int, close_on: bytes | None = None, port: int = 0) -> None:
         """``close_on``: the relay closes, without forwarding it, as a client sends a chunk
-        holding these bytes (a request path, say): the server goes away at that request."""
+        holding these bytes (a request path, say): the server goes away at that request.
+        ``port``: where the relay listens (0: a free port)."""
         self._target = ("127.0.0.1", target_port)
         self._close_on = close_on
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))
         self.port = self._listener.getsockname()[1]
         self.uri = f"http://127.0.0.1:{self.port}"
         self.bytes_from_clients = 0

@@ -253,6 +253,57 @@ def test_a_run_that_started_with_the_server_down_is_created_by_the_replay(sample
     assert started <= run.info.start_time / 1000 < run.info.end_time / 1000 < time.time() - 0.5
 
 
+def test_a_replay_cut_off_after_it_created_the_run_is_finished_by_the_next_without_a_second_run(sample_project: Path, server: RestartableServer, expected: dict[str, Any]) -> None:
+    # The run's server: an address where nothing listens yet.
+    address = free_port()
+    use_experiment(sample_project, "replay-cut-off", on_unavailable="warn")
+    code, output = finished(kedro(sample_project, f"http://127.0.0.1:{address}", "run"))
+    assert code == 0 and "the run itself: MLflow has never seen it" in output, output[-4000:]
+
+    def replay() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
+
+    # The server answers there now, creates the run, and goes away at the run's parameters.
+    relay = TcpRelay(server.port, close_on=b"/runs/log-batch", port=address)
+    first = replay()
+    assert first.returncode == 1 and "went away during the replay" in first.stdout, first.stdout + first.stderr
+    (created,) = runs_of(server.uri, "replay-cut-off")
+    relay.close()
+
+    relay = TcpRelay(server.port, port=address)
+    try:
+        second = replay()
+        assert second.returncode == 0 and "completed" in second.stdout, second.stdout + second.stderr
+    finally:
+        relay.close()
+    (run,) = runs_of(server.uri, "replay-cut-off")
+    assert run.info.run_id == created.info.run_id
+    assert content(server.uri, run.info.run_id) == expected
+
+
+def test_a_replay_finds_the_run_an_earlier_replay_created_but_could_not_record(tmp_path: Path) -> None:
+    """The replay process killed between MLflow's create_run and the spool's write-back: the
+    next replay finds that run (its Kedro run id and start time) instead of creating another."""
+    from kedro_observability.settings import MlflowSettings
+    from kedro_observability.tracking.delivery import Delivery, Opening, send
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = client_for(uri)
+    opening = Opening("found-again", "__default__ 2026-12-03T10.00.00.000Z", {"kedro.run_id": "2026-12-03T10.00.00.000Z"}, {"x": "1"}, {}, 1796300000000)
+    experiment_id = client.create_experiment("found-again")
+    earlier = client.create_run(experiment_id, start_time=opening.start_time_ms, tags=opening.tags, run_name=opening.run_name)
+    # A run of the same Kedro run id that another spool entry started at another time is not it.
+    client.create_run(experiment_id, start_time=opening.start_time_ms + 1, tags=opening.tags, run_name=opening.run_name)
+
+    delivery = Delivery(uri, MlflowSettings(), None, None, "FINISHED", opening.start_time_ms + 5000, metrics={"m": (2.0, opening.start_time_ms + 5000)}, opening=opening)
+    failed, lost = send(delivery, client)
+    assert (failed, lost) == ([], None)
+    assert delivery.run_id == earlier.info.run_id
+    run = client.get_run(earlier.info.run_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"x": "1"} and run.data.metrics == {"m": 2.0}
+    assert len(client.search_runs([experiment_id])) == 2
+
+
 def test_with_replay_at_start_the_next_run_sends_the_spool(sample_project: Path, server: RestartableServer) -> None:
     server.kill()
     use_experiment(sample_project, "replayed-by-next-run", on_unavailable="warn", replay_at_start=True)

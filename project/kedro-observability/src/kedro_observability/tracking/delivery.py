@@ -74,8 +74,8 @@ class Delivery:
     """key -> (value, timestamp in ms): logged at step 0 with their original timestamps."""
     tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
-    """Parameters of a run the server created but did not get the parameters of (it stopped
-    answering in between); a run's :class:`Opening` carries its own."""
+    """Parameters not sent yet: the server stopped answering as it created the run, or the
+    run was created from its :class:`Opening`."""
     param_tags: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, TableSample] = field(default_factory=dict)
     source_paths: dict[str, str] = field(default_factory=dict)
@@ -160,11 +160,29 @@ def _create_run(delivery: Delivery, client: Any) -> None:
             experiment_id = client.get_experiment_by_name(opening.experiment_name).experiment_id  # created meanwhile
     else:
         experiment_id = experiment.experiment_id
-    run = client.create_run(experiment_id, start_time=opening.start_time_ms, tags=opening.tags, run_name=opening.run_name)
-    delivery.experiment_id, delivery.run_id = experiment_id, run.info.run_id
-    log_entities(client, delivery.run_id, params=opening.params, tags=opening.param_tags)
+    run_id = _created_before(client, experiment_id, opening)
+    if run_id is None:
+        run_id = client.create_run(experiment_id, start_time=opening.start_time_ms, tags=opening.tags, run_name=opening.run_name).info.run_id
+    delivery.experiment_id, delivery.run_id = experiment_id, run_id
+    # The parameters are a step of their own: a server lost right after it created the run
+    # must not leave the spool without the run's id (the next replay would create another).
+    delivery.params, delivery.param_tags = dict(opening.params), dict(opening.param_tags)
     if delivery.trace is not None:
         delivery.trace.root["mlflow.run_id"] = delivery.run_id
+
+
+def _created_before(client: Any, experiment_id: str, opening: Opening) -> str | None:
+    """The run an earlier replay of this opening created, if that replay ended before the
+    spool could record it (the process killed, say): same Kedro run id, same start time."""
+    kedro_run_id = opening.tags.get("kedro.run_id", "")
+    if not kedro_run_id or "'" in kedro_run_id:
+        return None
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`kedro.run_id` = '{kedro_run_id}' and attributes.start_time = {opening.start_time_ms}",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
 
 
 def _params(delivery: Delivery, client: Any) -> None:
