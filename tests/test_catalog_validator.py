@@ -382,3 +382,40 @@ print("RESULT", json.dumps(checked))
     assert result["importing"] and not result["imported"]
     assert result["seconds"] < 0.25  # GX's import alone takes seconds
     assert result["rows"] > 0
+
+
+def test_the_first_node_runs_once_great_expectations_is_imported(sample_project: Path) -> None:
+    """GX's background import overlaps the run's start, never its nodes: a node importing
+    what GX imports (scipy, pandas) on another thread could meet it half imported."""
+    raw_data(sample_project)
+    quick(sample_project)  # no MLflow run to open: the run's start is short
+    script = f"""
+import json, sys, threading
+from kedro.framework.hooks import hook_impl
+from kedro.framework.project import settings
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+seen = []
+
+class FirstNode:
+    @hook_impl
+    def before_node_run(self, node):
+        if not seen:
+            seen.append({{
+                "importing": any(thread.name == "kedro-observability-gx-import" for thread in threading.enumerate()),
+                "imported": "great_expectations.expectations" in sys.modules,
+            }})
+
+bootstrap_project({str(sample_project)!r})
+settings.HOOKS = (*settings.HOOKS, FirstNode())
+with KedroSession.create(project_path={str(sample_project)!r}) as session:
+    session.run(pipeline_names=["data_generation"])  # its first node loads no validated dataset
+print("RESULT", json.dumps(seen[0]))
+"""
+    probe = sample_project / "probe.py"  # a file: pyspark, which GX imports, exits a `python -c` process
+    probe.write_text(script)
+    done = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=300, cwd=sample_project, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert json.loads(line.removeprefix("RESULT ")) == {"importing": False, "imported": True}

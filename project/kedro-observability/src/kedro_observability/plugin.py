@@ -168,10 +168,12 @@ class ObservabilityHooks:
         if settings.input_paths:
             check_input_paths(settings.input_paths, pipeline, every_registered_pipeline, catalog)
         hook_suites = self._suites
+        validated_by_catalog: set[str] = set()
         if self._loader is not None:
             from kedro_observability.validation.catalog import check_pipeline, suites_left_to_hooks
 
             declared = check_pipeline(pipeline, catalog)
+            validated_by_catalog = set(declared) & pipeline.datasets()
             if problem and any(spec.options.get("suite") for spec in declared.values()):
                 raise ParallelRunnerStartMethodError(
                     f"{problem} The Great Expectations validators of {', '.join(sorted(declared))} in catalog.yml "
@@ -191,6 +193,13 @@ class ObservabilityHooks:
             context.validation = ValidationRun(suites, settings.validation, frozenset(pipeline.all_outputs()), self._validated)
         if settings.mlflow.enabled:
             self._start_tracking(context, run_params, pipeline, catalog)
+        if validated_by_catalog:
+            from kedro_observability.validation.compiled import wait_for_prefetch
+
+            # GX's background import overlapped the run's start; it is over before the first
+            # node, whose imports must not race it (see wait_for_prefetch). A run that
+            # validates nothing does not wait for a GX it does not use.
+            wait_for_prefetch()
 
     def _start_tracking(self, context: RunContext, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol) -> None:
         from kedro_observability.record import RunRecord

@@ -244,9 +244,11 @@ def prefetch(sources: list[SuiteSource]) -> None:
     _Prefetch.thread.start()
 
 
-def _join_prefetch() -> None:
-    # Forked mid-import, a child would hold copies of import locks that no thread of it
-    # releases: a ParallelRunner worker waits for the import here instead (it needs GX too).
+def wait_for_prefetch() -> None:
+    """Wait for the background import, if one runs: before the first node, whose imports
+    (scipy, pandas: GX imports them too) must not meet modules half imported on that thread,
+    and before a fork, whose child would hold copies of import locks that no thread of it
+    releases (a ParallelRunner worker needs GX too)."""
     thread = _Prefetch.thread
     if thread is not None and thread.is_alive() and thread is not threading.current_thread():
         thread.join()
@@ -256,4 +258,4 @@ def _reset_prefetch_in_child() -> None:
     _Prefetch.thread = None
 
 
-os.register_at_fork(before=_join_prefetch, after_in_child=_reset_prefetch_in_child)
+os.register_at_fork(before=wait_for_prefetch, after_in_child=_reset_prefetch_in_child)

@@ -27,6 +27,7 @@ import difflib
 import logging
 import os
 import re
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -202,11 +203,16 @@ def _declared_type(catalog: CatalogProtocol, dataset: str) -> str | None:
     return declared if isinstance(declared, str) else None
 
 
+_GX_IMPORT = threading.Lock()
+"""One thread at a time imports GX: two importing its circular modules at once can each
+see the other's half initialised (``ImportError: ... partially initialized module``)."""
+
+
 def gx_modules() -> tuple[Any, Any]:
     """Import Great Expectations (about 3 s, once per process) with its analytics off."""
     # Read by GX when a context is created; the context is also configured with analytics off.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    with warnings.catch_warnings():
+    with _GX_IMPORT, warnings.catch_warnings():
         # GX 1.24 imports sre_constants and sre_parse, deprecated since Python 3.11: noise in
         # every run's log that no user can act on.
         warnings.simplefilter("ignore", DeprecationWarning)
