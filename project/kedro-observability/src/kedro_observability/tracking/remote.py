@@ -108,8 +108,8 @@ class HelperRun:
     kept: dict[str, Any] = field(default_factory=dict)
     model: _EarlyModel | None = None
     opening: Opening | None = None
-    unreadable: list[str] = field(default_factory=list)
-    """What the run sent that the helper could not read, for the end-of-run warning."""
+    not_kept: list[str] = field(default_factory=list)
+    """What the run sent that the helper could not read or keep, for the end-of-run warning."""
     unsent_params: tuple[dict[str, str], dict[str, str]] | None = None
     """Parameters and parameter tags the server did not get when it created the run."""
     started_ms: int = field(default_factory=now_ms)
@@ -176,7 +176,7 @@ class HelperRun:
         """Send everything the run gathered, then its status; return what could not be
         logged, the spool folder of what is kept for a replay (None: nothing), and the run's id."""
         delivery = self._delivery(request)
-        not_logged = list(request.not_logged) + self.unreadable
+        not_logged = list(request.not_logged) + self.not_kept
         lost: str | None = None
         if self.client is None:
             try:

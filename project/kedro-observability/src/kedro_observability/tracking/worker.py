@@ -224,22 +224,26 @@ class _Helper:
             try:
                 message = pickle.loads(payload)
             except Exception as error:  # noqa: BLE001 - one unreadable message must not end the helper
-                self._unreadable(kind, error)
+                self._not_done(kind, "the MLflow helper could not read it", error)
                 continue
-            self._handle(kind, message)
+            try:
+                self._handle(kind, message)
+            except Exception as error:  # noqa: BLE001 - nor one it fails on: the run still ends
+                self._not_done(kind, "the MLflow helper failed on it", error)
 
-    def _unreadable(self, kind: str, error: Exception) -> None:
+    def _not_done(self, kind: str, what: str, error: Exception) -> None:
+        """Answer a message that could not be handled, so that the run never waits for it."""
         from kedro_observability.tracking.server import describe
 
-        reason = f"the MLflow helper could not read it: {describe(error)}"
+        reason = f"{what}: {describe(error)}"
         if kind == "open":
             self.send(("opened", (RuntimeError(f"the run's opening ({reason})"), None, None)))
         elif kind == "finish":
-            # Its status is in what cannot be read: the run stays open and ends as KILLED
-            # when the run's process lets the helper go.
+            # Its status is not set: the run stays open and ends as KILLED when the run's
+            # process lets the helper go.
             self.send(("finished", ([f"everything the run gathered and its status ({reason})"], None, getattr(self.run, "run_id", None))))
         elif kind == "keep" and self.run is not None:
-            self.run.unreadable.append(f"data the run sent for MLflow ({reason})")
+            self.run.not_kept.append(f"data the run sent for MLflow ({reason})")
         else:
             logger.warning("kedro_observability: a %s message to the MLflow helper was lost (%s).", kind, reason)
 
@@ -257,7 +261,10 @@ class _Helper:
                 self.send(("opened", (_portable(error), None, None)))
                 return
             self.send(("opened", (None, self.run.run_id, self.run.experiment_id)))
-            prepare_end_of_run(request.settings)
+            try:
+                prepare_end_of_run(request.settings)
+            except Exception as error:  # noqa: BLE001 - a head start only: the end of the run imports what it needs
+                logger.debug("Preparing the end of the run failed: %s", error)
             if request.settings.replay_at_start and not request.offline:
                 replay_spool(request)
         elif kind == "keep" and self.run is not None:
