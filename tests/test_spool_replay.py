@@ -96,6 +96,11 @@ def finished(process: subprocess.Popen[str], timeout: float = 600) -> tuple[int,
     return process.returncode, output
 
 
+def replay(project: Path) -> subprocess.CompletedProcess[str]:
+    """``kedro observability replay`` in ``project``, as a user runs it."""
+    return subprocess.run([KEDRO, "observability", "replay"], cwd=project, env=subprocess_environment(project), capture_output=True, text=True, timeout=300, check=False)
+
+
 def use_experiment(project: Path, name: str, **mlflow: Any) -> None:
     (project / "conf" / "local" / "observability.yml").write_text(yaml.safe_dump({"mlflow": {"experiment_name": name, **mlflow}}))
 
@@ -164,16 +169,16 @@ def test_a_run_whose_server_was_killed_mid_run_is_completed_by_the_replay(sample
     assert (sample_project / SPOOL / ".gitignore").read_text().splitlines()[-1] == "*"
 
     # While the server is down, a replay keeps the spool and says so.
-    replay = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
-    assert replay.returncode == 1, replay.stdout + replay.stderr
-    assert "does not answer" in replay.stdout and entry.exists()
+    outcome = replay(sample_project)
+    assert outcome.returncode == 1, outcome.stdout + outcome.stderr
+    assert "does not answer" in outcome.stdout and entry.exists()
 
     server.start()
     (before,) = runs_of(server.uri, "killed")
     assert before.info.status == "RUNNING" and not before.data.metrics  # the server lost the run mid-way
-    replay = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
-    assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert f"MLflow run {opened.info.run_id}" in replay.stdout and "completed" in replay.stdout, replay.stdout
+    outcome = replay(sample_project)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    assert f"MLflow run {opened.info.run_id}" in outcome.stdout and "completed" in outcome.stdout, outcome.stdout
     assert not entry.exists()
 
     replayed = content(server.uri, opened.info.run_id)
@@ -184,7 +189,7 @@ def test_a_run_whose_server_was_killed_mid_run_is_completed_by_the_replay(sample
     evaluation = json.loads(metrics_file.read_text())
     assert {key: run.data.metrics[key] for key in evaluation} == pytest.approx(evaluation)
 
-    again = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
+    again = replay(sample_project)
     assert again.returncode == 0 and "Nothing to replay" in again.stdout, again.stdout + again.stderr
     assert content(server.uri, opened.info.run_id) == expected
     assert len(runs_of(server.uri, "killed")) == 1
@@ -205,9 +210,9 @@ def test_a_run_whose_server_went_away_as_it_created_the_run_is_completed_by_the_
     server.kill()
     back = MlflowServer(server.workdir, port=relay.port)
     try:
-        replay = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
-        assert replay.returncode == 0, replay.stdout + replay.stderr
-        assert f"MLflow run {before.info.run_id}" in replay.stdout and "completed" in replay.stdout, replay.stdout
+        outcome = replay(sample_project)
+        assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+        assert f"MLflow run {before.info.run_id}" in outcome.stdout and "completed" in outcome.stdout, outcome.stdout
         assert content(back.uri, before.info.run_id) == expected
         assert len(runs_of(back.uri, "gone-at-opening")) == 1
     finally:
@@ -226,8 +231,8 @@ def test_under_warn_a_server_that_went_away_before_it_created_the_run_leaves_it_
     server.kill()
     back = MlflowServer(server.workdir, port=relay.port)
     try:
-        replay = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
-        assert replay.returncode == 0, replay.stdout + replay.stderr
+        outcome = replay(sample_project)
+        assert outcome.returncode == 0, outcome.stdout + outcome.stderr
         (run,) = runs_of(back.uri, "gone-before-the-run")
         assert run.info.status == "FINISHED" and run.data.params and run.data.metrics
     finally:
@@ -245,8 +250,8 @@ def test_a_run_that_started_with_the_server_down_is_created_by_the_replay(sample
 
     server.start()
     assert runs_of(server.uri, "down-at-start") == []
-    replay = subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
-    assert replay.returncode == 0, replay.stdout + replay.stderr
+    outcome = replay(sample_project)
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
     (run,) = runs_of(server.uri, "down-at-start")
     assert content(server.uri, run.info.run_id) == expected
     # Created with the run's own start, before the replay.
@@ -260,19 +265,16 @@ def test_a_replay_cut_off_after_it_created_the_run_is_finished_by_the_next_witho
     code, output = finished(kedro(sample_project, f"http://127.0.0.1:{address}", "run"))
     assert code == 0 and "the run itself: MLflow has never seen it" in output, output[-4000:]
 
-    def replay() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([KEDRO, "observability", "replay"], cwd=sample_project, env=subprocess_environment(sample_project), capture_output=True, text=True, timeout=300, check=False)
-
     # The server answers there now, creates the run, and goes away at the run's parameters.
     relay = TcpRelay(server.port, close_on=b"/runs/log-batch", port=address)
-    first = replay()
+    first = replay(sample_project)
     assert first.returncode == 1 and "went away during the replay" in first.stdout, first.stdout + first.stderr
     (created,) = runs_of(server.uri, "replay-cut-off")
     relay.close()
 
     relay = TcpRelay(server.port, port=address)
     try:
-        second = replay()
+        second = replay(sample_project)
         assert second.returncode == 0 and "completed" in second.stdout, second.stdout + second.stderr
     finally:
         relay.close()
