@@ -265,6 +265,61 @@ def test_a_model_the_helper_cannot_read_is_named_and_the_run_ends_as_it_did(tmp_
     assert "node_duration_seconds.train" in run.data.metrics
 
 
+def test_a_model_from_parallel_workers_that_the_helper_cannot_read_is_named_and_the_rest_logged(tmp_path: Path) -> None:
+    """ParallelRunner's workers hand the model over at the run's end. Its class comes from a
+    folder the pipeline registry puts on ``sys.path``, after the helper started: the helper
+    cannot import it. The run is FINISHED with its parameters and metrics, the model named."""
+    late = tmp_path / "late"
+    write(late / "late_model.py", """
+        class LateModel:
+            pass
+    """)
+    project = make_tiny_project(tmp_path / "parallel", "parallel_model", f"""
+        import sys
+
+        sys.path.insert(0, {str(late)!r})
+        from late_model import LateModel  # noqa: E402
+
+        from kedro.pipeline import Pipeline, node  # noqa: E402
+
+
+        def train(x: int) -> LateModel:
+            return LateModel()
+
+
+        def score(model: LateModel) -> dict:
+            return {{"score": 1.0}}
+
+
+        def register_pipelines() -> dict[str, Pipeline]:
+            return {{"__default__": Pipeline([
+                node(train, "params:x", "model", name="train"),
+                node(score, "model", "metrics", name="score"),
+            ])}}
+    """, """
+        statsd: {enabled: false}
+        memory: {enabled: false}
+        validation: {enabled: false}
+        mlflow: {model_dataset: model, metrics_dataset: metrics, log_input_datasets: false}
+    """, "x: 1\n")  # fmt: skip
+    # On disk: Kedro's own shared-memory manager, started before the registry, could not read it either.
+    write(project / "conf" / "base" / "catalog.yml", """
+        model: {type: pickle.PickleDataset, filepath: data/model.pkl}
+    """)
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run(
+        [str(kedro), "run", "--runner", "ParallelRunner"], cwd=project, env=_environment(project, tmp_path, KEDRO_MP_CONTEXT="fork"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    output = re.sub(r" \S+\.py:\d+ ", " ", " ".join((result.stdout + result.stderr).split()))
+    assert result.returncode == 0, output[-4000:]
+    assert "Not logged: 'model' (the MLflow helper could not read it: ModuleNotFoundError: No module named 'late_model')" in output, output[-4000:]
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs([each.experiment_id for each in client.search_experiments() if each.name == "parallel_model"])
+    assert run.info.status == "FINISHED" and run.data.params == {"x": "1"}
+    assert run.data.metrics["score"] == 1.0 and "node_duration_seconds.train" in run.data.metrics
+
+
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 def test_a_run_stopped_while_the_model_uploads_ends_killed_with_the_model(model_project: Path, tmp_path: Path, signal_name: str) -> None:
     predicting, waiting = tmp_path / "predicting", tmp_path / "waiting"

@@ -214,7 +214,8 @@ class _Adopted:
                 (path.name, path.read_bytes()) for path in recorded.artifacts
             ]
             for path in sorted(self.record.kept_folder.glob("*.pkl")):
-                self.harvest.kept.append(pickle.loads(path.read_bytes()))
+                key, pickled = pickle.loads(path.read_bytes())  # the value apart (TrackedRun.keep)
+                self.harvest.kept.append((key, pickle.loads(pickled)))
         finally:
             self.record.close()
             shutil.rmtree(self.record.folder, ignore_errors=True)

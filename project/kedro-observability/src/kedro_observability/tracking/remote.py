@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -208,8 +209,15 @@ class HelperRun:
 
     def _delivery(self, request: FinishRequest) -> Delivery:
         """What the end of the run sends, as data (:mod:`.delivery`)."""
-        for key, value in request.values.items():
-            self.kept.setdefault(key, table_sample_from_head(value) if isinstance(value, TableHead) else value)
+        for key, pickled in request.values.items():
+            if key in self.kept:
+                continue
+            try:
+                value = pickle.loads(pickled)
+            except Exception as error:  # noqa: BLE001 - a class this process cannot import: named, the rest is sent
+                self.not_kept.append(f"'{key.partition(':')[2]}' (the MLflow helper could not read it: {describe(error)})")
+                continue
+            self.kept[key] = table_sample_from_head(value) if isinstance(value, TableHead) else value
         values = self._by_role()
         ended_ms = round(request.ended_ns / 1e6) if request.ended_ns else now_ms()
         numbers = dict(request.recorded.metrics) if request.recorded is not None else {}

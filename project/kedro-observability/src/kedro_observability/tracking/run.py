@@ -150,15 +150,17 @@ class TrackedRun:
             return
         target = self.record.kept_folder / (hashlib.sha1(key.encode()).hexdigest() + ".pkl")
         temporary = target.with_name(f".{target.name}.{os.getpid()}")
-        temporary.write_bytes(pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL))
+        # The value pickled apart from its key: only the helper unpickles it, and a value it
+        # cannot read (a class it cannot import) is named instead of losing the rest.
+        temporary.write_bytes(pickle.dumps((key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)), protocol=pickle.HIGHEST_PROTOCOL))
         temporary.replace(target)
 
-    def _from_workers(self) -> dict[str, Any]:
-        """What forked ParallelRunner workers left in the record's folder."""
+    def _from_workers(self) -> dict[str, bytes]:
+        """What forked ParallelRunner workers left in the record's folder, still pickled."""
         values = {}
         for path in sorted(self.record.kept_folder.glob("*.pkl")):
-            key, value = pickle.loads(path.read_bytes())
-            values[key] = value
+            key, pickled = pickle.loads(path.read_bytes())
+            values[key] = pickled
         return values
 
     def finish(self, status: str, error: str | None = None, stopped_by: str | None = None) -> None:
@@ -195,9 +197,9 @@ class TrackedRun:
         else:
             logger.info("kedro_observability: MLflow run %s logged at %s (%s).", self.run_id, self.uri, status)
 
-    def _gathered_values(self, status: str) -> dict[str, Any]:
-        """What the helper has not been sent: data from forked workers, and the configured
-        datasets that no hook of this process saw, read back from the catalog."""
+    def _gathered_values(self, status: str) -> dict[str, bytes]:
+        """What the helper has not been sent, pickled: data from forked workers, and the
+        configured datasets that no hook of this process saw, read back from the catalog."""
         values = {key: value for key, value in self._from_workers().items() if key not in self.sent}
         for name, role in self.roles.items():
             key = f"data:{name}"
@@ -210,7 +212,11 @@ class TrackedRun:
                 except Exception as error:  # noqa: BLE001 - a MemoryDataset released by the runner
                     logger.warning("kedro_observability: could not read '%s' (mlflow %s dataset) for MLflow: %s", name, role, error)
                     continue
-                values[key] = head(data, self.settings.input_example_rows) if role == "example" else data
+                value = head(data, self.settings.input_example_rows) if role == "example" else data
+                try:
+                    values[key] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as error:  # noqa: BLE001 - named at the run's end, the rest is sent
+                    self.unsent[key] = describe(error)
         return values
 
 

@@ -95,7 +95,8 @@ class FinishRequest:
     status: str
     error: str | None
     stopped_by: str | None
-    values: dict[str, Any]
+    values: dict[str, bytes]
+    """Data the helper was not sent during the run, each value pickled on its own."""
     recorded: Any
     not_logged: list[str] = field(default_factory=list)
     started_ns: int | None = None
