@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kedro_observability.tracking.content import TableSample, input_sources, log_artifacts, log_inputs, log_model
-from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, describe, log_entities
+from kedro_observability.tracking.server import answers, describe, log_entities
 
 if TYPE_CHECKING:
     from kedro_observability.settings import MlflowSettings
@@ -136,9 +136,7 @@ def send(delivery: Delivery, client: Any, on_step: Callable[[Delivery], None] | 
         try:
             _SENDERS[step](delivery, client)
         except Exception as failure:  # noqa: BLE001 - report and go on with the next step
-            try:
-                check_reachable(delivery.uri, delivery.settings.request_timeout_seconds)
-            except MlflowTrackingError:
+            if not answers(delivery.uri, delivery.settings.request_timeout_seconds):
                 return failed, describe(failure)  # each further call would only wait for its own retries
             failed.append(f"{delivery.describe(step)} ({describe(failure)})")
         delivery.done.append(step)

@@ -22,7 +22,7 @@ from kedro_observability.tracking.content import TableHead, dataset_roles, evalu
 from kedro_observability.tracking.delivery import Delivery, Opening, Trace, now_ms, send
 from kedro_observability.tracking.local_store import store_lock
 from kedro_observability.tracking.params import mlflow_key
-from kedro_observability.tracking.server import MlflowTrackingError, check_reachable, describe, open_run, run_name, run_tags
+from kedro_observability.tracking.server import MlflowTrackingError, answers, check_reachable, describe, open_run, run_name, run_tags
 from kedro_observability.tracking.spool import spool, spool_folder
 from kedro_observability.tracking.trace import span_records
 from kedro_observability.tracking.worker import FinishRequest, OpenRequest
@@ -125,7 +125,7 @@ class HelperRun:
         try:
             opened = open_run(request.uri, request.settings, request.run, request.kedro_version, request.project_path, request.params)
         except MlflowTrackingError as error:
-            if request.settings.on_unavailable != "warn" or _answers(request):
+            if request.settings.on_unavailable != "warn" or answers(request.uri, request.settings.request_timeout_seconds):
                 raise
             # It answered the run's probe, then went away before it created the run.
             logger.warning("kedro_observability: %s The run goes on (mlflow.on_unavailable: warn): it is sent at its end if the server answers by then, and spooled otherwise.", error)
@@ -271,14 +271,6 @@ class HelperRun:
         now = time.time_ns()
         title = f"{run.project} · pipeline {run.pipeline} · {run.runner} · kedro run {run.run_id}"
         return Trace(root, spans, request.started_ns or now, request.ended_ns or now, request.error or request.stopped_by, title)
-
-
-def _answers(request: OpenRequest) -> bool:
-    try:
-        check_reachable(request.uri, request.settings.request_timeout_seconds)
-    except MlflowTrackingError:
-        return False
-    return True
 
 
 def _local_store(uri: str) -> bool:

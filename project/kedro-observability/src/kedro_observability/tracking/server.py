@@ -98,9 +98,7 @@ def open_run(
     try:
         log_entities(client, run_id, params=params.params, tags=params.tags)
     except Exception as error:  # noqa: BLE001
-        try:
-            check_reachable(uri, settings.request_timeout_seconds)
-        except MlflowTrackingError:
+        if not answers(uri, settings.request_timeout_seconds):
             return OpenedRun(client, experiment_id, run_id, params_lost=describe(error))
         _terminate_quietly(client, run_id)
         raise MlflowTrackingError(f"MLflow at {uri} refused the run's parameters ({describe(error)}).") from error
@@ -158,6 +156,15 @@ def check_reachable(uri: str, timeout: float) -> None:
         return
     reason = outcome[0] if outcome else no_answer
     raise MlflowTrackingError(unavailable_message(uri, reason))
+
+
+def answers(uri: str, timeout: float) -> bool:
+    """:func:`check_reachable` as a question: False when the server does not answer."""
+    try:
+        check_reachable(uri, timeout)
+    except MlflowTrackingError:
+        return False
+    return True
 
 
 def unavailable_message(uri: str, reason: str) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kedro_observability.tracking.delivery import Delivery, send
-from kedro_observability.tracking.server import MlflowTrackingError, bound_http_requests, check_reachable, describe
+from kedro_observability.tracking.server import answers, bound_http_requests, describe
 
 if TYPE_CHECKING:
     from kedro_observability.settings import MlflowSettings
@@ -114,9 +114,7 @@ def replay_entry(entry: Path) -> Replayed:
         delivery = _load(entry)
     except Exception as error:  # noqa: BLE001 - a damaged or foreign file: say which
         return Replayed(entry, None, "?", "?", False, f"cannot be read ({describe(error)}); it is left in place")
-    try:
-        check_reachable(delivery.uri, delivery.settings.request_timeout_seconds)
-    except MlflowTrackingError:
+    if not answers(delivery.uri, delivery.settings.request_timeout_seconds):
         return Replayed(entry, delivery.run_id, delivery.uri, delivery.status, False, "the server still does not answer; left for the next replay")
     variables = bound_http_requests(delivery.settings)
     try:
