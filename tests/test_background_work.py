@@ -134,6 +134,21 @@ def _environment(project: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
     return environment
 
 
+def _messages(result: subprocess.CompletedProcess[str]) -> str:
+    """A run's output on one line, without the logger's locations that Rich puts where it wraps."""
+    return re.sub(r" \S+\.py:\d+ ", " ", " ".join((result.stdout + result.stderr).split()))
+
+
+def _late_model_folder(tmp_path: Path) -> Path:
+    """A folder, on no path the helper knows, with a module of a model class."""
+    late = tmp_path / "late"
+    write(late / "late_model.py", """
+        class LateModel:
+            pass
+    """)
+    return late
+
+
 def _only_run(project: Path) -> Any:
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     (experiment,) = [each for each in client.search_experiments() if each.name == PACKAGE]
@@ -198,7 +213,7 @@ def test_a_model_of_the_projects_own_class_is_logged_once_its_class_is_trusted(m
     trusts: a model of the project's own class is refused until the setting names it."""
     kedro = Path(sys.executable).with_name("kedro")
     refused = subprocess.run([str(kedro), "run"], cwd=model_project, env=_environment(model_project, tmp_path), capture_output=True, text=True, timeout=300, check=False)
-    output = re.sub(r" \S+\.py:\d+ ", " ", " ".join((refused.stdout + refused.stderr).split()))
+    output = _messages(refused)
     assert refused.returncode == 0, output[-4000:]
     assert (
         "Not logged: the model (UntrustedModelError: the model holds classes that MLflow's skops format does not load unless told to trust "
@@ -227,11 +242,7 @@ def test_a_model_of_the_projects_own_class_is_logged_once_its_class_is_trusted(m
 def test_a_model_the_helper_cannot_read_is_named_and_the_run_ends_as_it_did(tmp_path: Path) -> None:
     """A node that imports its model's class from a folder it puts on ``sys.path`` itself: the
     helper, started before, cannot import it. The run is FINISHED with everything else."""
-    late = tmp_path / "late"
-    write(late / "late_model.py", """
-        class LateModel:
-            pass
-    """)
+    late = _late_model_folder(tmp_path)
     project = make_tiny_project(tmp_path / "unreadable", "unreadable_model", f"""
         import sys
 
@@ -255,8 +266,7 @@ def test_a_model_the_helper_cannot_read_is_named_and_the_run_ends_as_it_did(tmp_
     """, "x: 1\n")  # fmt: skip
     kedro = Path(sys.executable).with_name("kedro")
     result = subprocess.run([str(kedro), "run"], cwd=project, env=_environment(project, tmp_path), capture_output=True, text=True, timeout=300, check=False)
-    # One line per message, without the logger's location that Rich puts where it wraps.
-    output = re.sub(r" \S+\.py:\d+ ", " ", " ".join((result.stdout + result.stderr).split()))
+    output = _messages(result)
     assert result.returncode == 0, output[-4000:]
     assert re.search(r"Not logged: data the run sent for MLflow \(the MLflow helper could not read it: ModuleNotFoundError: No module named 'late_model'", output), output[-4000:]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -269,11 +279,7 @@ def test_a_model_from_parallel_workers_that_the_helper_cannot_read_is_named_and_
     """ParallelRunner's workers hand the model over at the run's end. Its class comes from a
     folder the pipeline registry puts on ``sys.path``, after the helper started: the helper
     cannot import it. The run is FINISHED with its parameters and metrics, the model named."""
-    late = tmp_path / "late"
-    write(late / "late_model.py", """
-        class LateModel:
-            pass
-    """)
+    late = _late_model_folder(tmp_path)
     project = make_tiny_project(tmp_path / "parallel", "parallel_model", f"""
         import sys
 
@@ -311,7 +317,7 @@ def test_a_model_from_parallel_workers_that_the_helper_cannot_read_is_named_and_
         [str(kedro), "run", "--runner", "ParallelRunner"], cwd=project, env=_environment(project, tmp_path, KEDRO_MP_CONTEXT="fork"),
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-    output = re.sub(r" \S+\.py:\d+ ", " ", " ".join((result.stdout + result.stderr).split()))
+    output = _messages(result)
     assert result.returncode == 0, output[-4000:]
     assert "Not logged: 'model' (the MLflow helper could not read it: ModuleNotFoundError: No module named 'late_model')" in output, output[-4000:]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
