@@ -29,6 +29,7 @@ LOCAL_FILE = Path("conf") / "local" / "observability.yml"
         ("mlflow:\n  request_timeout_seconds: 0\n", "mlflow.request_timeout_seconds", "more than 0 seconds, got 0"),
         ("mlflow:\n  request_timeout_seconds: -1\n", "mlflow.request_timeout_seconds", "more than 0 seconds, got -1"),
         ("mlflow:\n  request_max_retries: -5\n", "mlflow.request_max_retries", "0 or more, got -5"),
+        ("mlflow:\n  warm_helper_seconds: -1\n", "mlflow.warm_helper_seconds", "between 0 (the helper ends with its run) and 86400 seconds, got -1"),
         ("mlflow:\n  input_example_rows: 0\n", "mlflow.input_example_rows", "1 or more, got 0"),
         ("mlflow:\n  model_name: ''\n", "mlflow.model_name", "must name the logged model"),
         ("mlflow:\n  experiment_name: ' '\n", "mlflow.experiment_name", "or null for the default"),

@@ -86,6 +86,26 @@ def replay() -> None:
         raise SystemExit(1)
 
 
+@observability.command(name="stop-helpers")
+def stop_helpers() -> None:
+    """End this user's MLflow helpers kept warm between runs (mlflow.warm_helper_seconds).
+
+    A helper serving a run at that moment ends too, and that run says what it could not log.
+    """
+    import os
+    import signal
+
+    from kedro_observability.tracking.warm import warm_pids
+
+    pids = warm_pids()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    click.echo(f"Stopped {len(pids)} warm MLflow helper(s){': pid ' + ', '.join(map(str, pids)) if pids else ''}.")
+
+
 def _project() -> tuple[object, object]:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project

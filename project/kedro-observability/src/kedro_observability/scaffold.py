@@ -124,6 +124,10 @@ mlflow:
   # `kedro observability replay` sends it; replay_at_start: true has each run try too.
   spool_folder: data/observability-spool
   replay_at_start: false
+  # Seconds the MLflow helper process stays after a run for the next `kedro run` here
+  # (MLflow imported, store open: seconds saved per run while you iterate); 0: it ends
+  # with its run. `kedro observability stop-helpers` ends the warm ones.
+  warm_helper_seconds: 0
   request_timeout_seconds: 5   # bounds each MLflow HTTP request (more than 0)
   request_max_retries: 2       # 0 or more; MLflow's own default retries for ~4 minutes
   long_params: truncate        # values over 6000 characters: truncate, tag or fail

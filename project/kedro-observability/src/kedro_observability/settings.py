@@ -108,12 +108,17 @@ class MlflowSettings:
     (relative to the project, or absolute)."""
     replay_at_start: bool = False
     """Replay the spool while the next run's nodes run (in the MLflow helper process)."""
+    warm_helper_seconds: int = 0
+    """Keep the MLflow helper process this many seconds after a run, for the next ``kedro run``
+    of the same project (MLflow imported, its store open); 0: it ends with its run."""
 
     def problems(self) -> dict[str, str]:
         if self.request_timeout_seconds <= 0:
             return {"request_timeout_seconds": f"must be more than 0 seconds, got {self.request_timeout_seconds}"}
         if self.request_max_retries < 0:
             return {"request_max_retries": f"must be 0 or more, got {self.request_max_retries}"}
+        if not 0 <= self.warm_helper_seconds <= 86400:
+            return {"warm_helper_seconds": f"must be between 0 (the helper ends with its run) and 86400 seconds, got {self.warm_helper_seconds}"}
         if self.input_example_rows < 1:
             return {"input_example_rows": f"must be 1 or more, got {self.input_example_rows}"}
         if not self.spool_folder.strip():

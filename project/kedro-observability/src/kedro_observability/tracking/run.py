@@ -225,7 +225,7 @@ def prepare_tracking(settings: MlflowSettings, project_path: Path, experiment_na
     builds the run; never raises (opening the run reports any problem)."""
     try:
         uri = settings.tracking_uri or default_tracking_uri(project_path)
-        TrackingWorker.for_this_process().send(("prepare", uri, settings.experiment_name or experiment_name))
+        TrackingWorker.for_this_process(settings.warm_helper_seconds, project_path).send(("prepare", uri, settings.experiment_name or experiment_name))
     except Exception as error:  # noqa: BLE001 - a head start only
         logger.debug("Could not start the MLflow helper early: %s", describe(error))
 
@@ -259,7 +259,7 @@ def start_tracking(
         offline = True
     http_variables = bound_http_requests(settings)
     try:
-        worker = TrackingWorker.for_this_process()
+        worker = TrackingWorker.for_this_process(settings.warm_helper_seconds, project_path)
         environment = {name: value for name, value in os.environ.items() if name.startswith(("MLFLOW_", "OTEL_"))}
         worker.send(("open", OpenRequest(uri, settings, run, kedro_version, project_path, params, paths, environment, offline)))
         error, run_id, experiment_id = worker.receive("opened")

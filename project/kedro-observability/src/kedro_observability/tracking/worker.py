@@ -16,6 +16,9 @@ unpickling a model imports its library (scikit-learn, say), and two threads impo
 same package at once can see it half initialised (``ImportError: cannot import name ...
 partially initialized module``) while the other imports MLflow's flavours.
 
+With ``mlflow.warm_helper_seconds``, the helper outlives its Kedro process and serves the
+next runs of the same project (:mod:`.warm`).
+
 The helper ignores SIGINT and SIGTERM: Ctrl-C reaches the whole process group, and the run
 (the parent) decides how the MLflow run ends. When the parent goes away without ending it
 (SIGKILL), the socket closes and the helper ends the run as KILLED itself. Its log records
@@ -38,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kedro_observability.tracking import warm
 
 logger = logging.getLogger(__name__)
 
@@ -113,33 +118,72 @@ class TrackingWorker:
     _current: TrackingWorker | None = None
     _current_lock = threading.Lock()
 
-    def __init__(self) -> None:
+    def __init__(self, warm_seconds: int = 0, project_path: Path | None = None) -> None:
+        self.pid = os.getpid()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.warm = False
+        """True when a helper kept warm by an earlier ``kedro run`` serves this process."""
+        address = _warm_address(project_path) if warm_seconds > 0 and project_path is not None else None
+        reached = warm.connect(address) if address is not None else None
+        if reached is not None:
+            ours, self.helper_pid = reached
+            self.warm = True
+            logger.info(
+                "kedro_observability: the MLflow helper kept warm by an earlier run (pid %s) serves this one: MLflow is imported "
+                "and its store open already (mlflow.warm_helper_seconds: %s).", self.helper_pid, warm_seconds,
+            )  # fmt: skip
+        else:
+            ours = self._start(warm_seconds, address)
+        self._socket = ours
+        self._stream = ours.makefile("rwb")
+        self._send_lock = threading.Lock()
+
+    def _start(self, warm_seconds: int, address: Path | None) -> socket.socket:
         ours, theirs = socket.socketpair()
         environment = dict(os.environ)
         # The parent's import path (the project's src/ included), so that a model of the
         # project's own classes unpickles there.
         environment["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
+        arguments = [str(theirs.fileno())]
+        if address is not None:
+            arguments += ["--warm", str(warm_seconds), str(address)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kedro_observability.tracking.worker", str(theirs.fileno())],
+            [sys.executable, "-m", "kedro_observability.tracking.worker", *arguments],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            # A helper that outlives the run must not hold its stderr: whoever reads the
+            # run's output (a pipe, a CI job) would wait for it to end.
+            stderr=subprocess.DEVNULL if address is not None else None,
             env=environment,
         )
         theirs.close()
-        self.pid = os.getpid()
-        self._socket = ours
-        self._stream = ours.makefile("rwb")
-        self._send_lock = threading.Lock()
+        self.helper_pid = self.process.pid
+        if address is not None:
+            logger.info(
+                "kedro_observability: started the MLflow helper (pid %s); it stays %s s after this run for the next one "
+                "(mlflow.warm_helper_seconds; `kedro observability stop-helpers` ends it).", self.helper_pid, warm_seconds,
+            )  # fmt: skip
+        return ours
 
     @classmethod
-    def for_this_process(cls) -> TrackingWorker:
-        """The process's helper, started on first use (again if it exited, or after a fork)."""
+    def for_this_process(cls, warm_seconds: int = 0, project_path: Path | None = None) -> TrackingWorker:
+        """The process's helper, started on first use (again if it exited, or after a fork);
+        a warm one if the settings keep helpers and one is free (:mod:`.warm`)."""
         with cls._current_lock:
             current = cls._current
-            if current is None or current.pid != os.getpid() or current.process.poll() is not None:
-                current = cls._current = cls()
+            if current is None or current.pid != os.getpid() or not current.alive():
+                current = cls._current = cls(warm_seconds, project_path)
             return current
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        try:
+            os.kill(self.helper_pid, 0)
+        except OSError:
+            return False
+        return True
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Send one message; raise :class:`WorkerGoneError` if the helper is gone."""
@@ -157,12 +201,20 @@ class TrackingWorker:
             try:
                 message = pickle.loads(read_frame(self._stream)[1])
             except (EOFError, OSError, pickle.UnpicklingError) as error:
-                code = self.process.poll()
-                raise WorkerGoneError(f"the MLflow helper process exited (exit code {code}, {type(error).__name__})") from error
+                code = self.process.poll() if self.process is not None else "unknown: a warm helper"
+                raise WorkerGoneError(f"the MLflow helper process {self.helper_pid} exited (exit code {code}, {type(error).__name__})") from error
             if message[0] == "log":
                 _relog(*message[1:])
             elif message[0] == kind:
                 return message[1]
+
+
+def _warm_address(project_path: Path) -> Path | None:
+    try:
+        return warm.warm_address(project_path)
+    except OSError as error:
+        logger.warning("kedro_observability: no warm MLflow helper for this run (%s); it starts one of its own.", error)
+        return None
 
 
 def _relog(name: str, level: int, text: str, pathname: str, lineno: int) -> None:
@@ -287,19 +339,39 @@ def _portable(error: BaseException) -> BaseException:
 
 
 def main() -> None:
-    """The helper process: ``python -m kedro_observability.tracking.worker <socket fd>``."""
+    """The helper process: ``python -m kedro_observability.tracking.worker <socket fd>
+    [--warm <idle seconds> <address>]``."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    connection = socket.socket(fileno=int(sys.argv[1]))
-    helper = _Helper(connection.makefile("rwb"))
     root = logging.getLogger()
-    root.handlers[:] = [_Forward(helper.send)]
     root.setLevel(logging.WARNING)
     logging.getLogger("kedro_observability").setLevel(logging.INFO)
     logging.captureWarnings(True)
+    _serve(socket.socket(fileno=int(sys.argv[1])))
+    if len(sys.argv) == 5 and sys.argv[2] == "--warm":
+        _stay_warm(float(sys.argv[3]), Path(sys.argv[4]))
+
+
+def _serve(connection: socket.socket) -> None:
+    """Serve one Kedro process until it goes away."""
+    helper = _Helper(connection.makefile("rwb"))
+    logging.getLogger().handlers[:] = [_Forward(helper.send)]
     threading.Thread(target=helper.read, name="kedro-observability-mlflow-reader", daemon=True).start()
     helper.serve()
+    connection.close()
 
 
+def _stay_warm(idle_seconds: float, address: Path) -> None:
+    """Serve the next runs of the same project, one at a time, until none comes for
+    ``idle_seconds`` (:mod:`.warm`); end at once if another helper is warm already."""
+    lock = warm.take_address(address)
+    if lock is None:
+        return
+    # Out of the terminal's session (its hang-up and Ctrl-C are no longer ours), and a plain
+    # `kill <pid>` ends it between runs.
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for connection in warm.connections(address, idle_seconds):
+        _serve(connection)
 if __name__ == "__main__":
     main()
