@@ -18,6 +18,11 @@ start to exit):
   ``DISABLE_HOOKS_FOR_PLUGINS``) is that virtualenv's baseline. Both track to a SQLite file in
   the project.
 
+Both projects also run every feature, and MLflow alone, with ``mlflow.warm_helper_seconds``
+(the MLflow helper kept between runs; the warm-up round starts it): the figure of a user's
+second and later runs while they iterate. Helpers the benchmark kept warm are stopped (by
+pid) when it ends.
+
 Configurations are interleaved (one round runs each once, in an order rotated every round),
 after one warm-up round; each figure is the median of the rounds with its min and max, and
 each ratio is taken round by round against the baseline of the same round, so drift of the
@@ -38,6 +43,7 @@ import os
 import pstats
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -48,11 +54,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kedro_observability.tracking.warm import warm_pids
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "project" / "kedro-observability"
 KEDRO_MLFLOW = "kedro-mlflow==2.0.3"
 DISABLE_VARIABLE = "BENCH_DISABLE_HOOKS_FOR_PLUGINS"
 FEATURES = ("statsd", "memory", "mlflow", "validation")
+WARM_SECONDS = 900
+"""mlflow.warm_helper_seconds of the warm configurations: longer than a round."""
+WARM = [("every feature, warm helper", "warm"), ("mlflow alone, warm helper", "only_mlflow_warm")]
 FLIGHTS_PACKAGE = "bench_flights"
 # What a spaceflights-pandas project installs, less its notebooks and kedro-viz.
 FLIGHTS_REQUIREMENTS = [
@@ -420,11 +431,16 @@ def configure_observability(project: Path, venv: Path) -> None:
 
 def feature_environments(project: Path, keep_input_paths: bool = False) -> None:
     """conf/only_<feature>/observability.yml turns every other feature off; conf/no_features
-    turns them all off (input_paths stay as the base file has them)."""
+    turns them all off (input_paths stay as the base file has them); conf/warm and
+    conf/only_mlflow_warm keep the MLflow helper warm between runs."""
     for kept in (*FEATURES, None):
         lines = [f"{feature}:\n  enabled: {'true' if feature == kept else 'false'}\n" for feature in FEATURES]
         name = f"only_{kept}" if kept else "no_features"
         write(project / "conf" / name / "observability.yml", "".join(lines))
+    warm = f"  warm_helper_seconds: {WARM_SECONDS}\n"
+    write(project / "conf" / "warm" / "observability.yml", "mlflow:\n" + warm)
+    only_mlflow = (project / "conf" / "only_mlflow" / "observability.yml").read_text()
+    write(project / "conf" / "only_mlflow_warm" / "observability.yml", only_mlflow.replace("mlflow:\n  enabled: true\n", "mlflow:\n  enabled: true\n" + warm))
 
 
 def configure_kedro_mlflow(project: Path, venv: Path) -> None:
@@ -479,6 +495,7 @@ def configurations(cache: Path, projects: Iterable[str]) -> dict[str, list[Confi
             Configuration(baseline, project, kedro, ["--env", "no_features"]),
             Configuration("every feature", project, kedro, [], baseline=baseline),
             *(Configuration(f"{feature} alone", project, kedro, ["--env", f"only_{feature}"], baseline=baseline) for feature in FEATURES),
+            *(Configuration(name, project, kedro, ["--env", env], baseline=baseline) for name, env in WARM),
         ]
     if "flights" in projects:
         ours = virtualenv(cache, "observability", [*FLIGHTS_REQUIREMENTS, "-e", f"{PLUGIN}[all]"])
@@ -493,6 +510,7 @@ def configurations(cache: Path, projects: Iterable[str]) -> dict[str, list[Confi
             Configuration("plugin on, no feature", project, kedro, ["--env", "no_features"], baseline="bare"),
             Configuration("every feature", project, kedro, [], baseline="bare"),
             *(Configuration(f"{feature} alone", project, kedro, ["--env", f"only_{feature}"], baseline="bare") for feature in FEATURES),
+            *(Configuration(name, project, kedro, ["--env", env], baseline="bare") for name, env in WARM),
             Configuration("kedro-mlflow venv: bare", other, their_kedro, [], {DISABLE_VARIABLE: "kedro-mlflow,kedro_mlflow"}),
             Configuration("kedro-mlflow 2.0.3", other, their_kedro, ["--env", "kedro_mlflow"], baseline="kedro-mlflow venv: bare"),
         ]
@@ -610,6 +628,7 @@ def main() -> None:
     sink.bind(("127.0.0.1", 0))
     env = {**base_environment(), "STATSD_HOST": "127.0.0.1", "STATSD_PORT": str(sink.getsockname()[1])}
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; whole `kedro run` processes, wall time")
+    already_warm = set(warm_pids())
     try:
         print("Setting up (virtualenvs and projects are built once, in the cache folder)...", flush=True)
         found = configurations(args.cache, projects)
@@ -623,6 +642,12 @@ def main() -> None:
                 measure(project, runs, args.rounds, env, logs)
     finally:
         sink.close()
+        # The warm configurations' helpers, by pid (a user's own warm helpers are left alone).
+        for pid in set(warm_pids()) - already_warm:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 if __name__ == "__main__":

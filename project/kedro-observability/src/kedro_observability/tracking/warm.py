@@ -45,8 +45,8 @@ def helpers_folder() -> Path:
     """This user's folder of warm helpers' sockets and locks (created private)."""
     folder = Path(tempfile.gettempdir()) / f"kedro-observability-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
-    status = folder.stat()
-    if status.st_uid != os.getuid() or status.st_mode & 0o077:
+    status = folder.lstat()
+    if folder.is_symlink() or status.st_uid != os.getuid() or status.st_mode & 0o077:
         raise PermissionError(f"{folder} is not private to this user (mode {oct(status.st_mode & 0o777)}); remove it, and the next run recreates it")
     return folder
 
