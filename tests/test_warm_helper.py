@@ -190,6 +190,10 @@ def test_a_changed_source_file_gets_a_new_helper_and_stop_helpers_ends_them(tmp_
     assert content(project, second_id)["status"] == "FINISHED"
     assert sorted(_lock_pids(helpers_tmp)) == sorted([int(old_pid), int(new_pid)])
 
+    doctor = kedro(project, helpers_tmp, "observability", "doctor")
+    assert doctor.returncode == 0, doctor.stderr[-3000:]
+    assert "MLflow helper: kept warm 60 s after each run" in doctor.stdout and "2 of yours running" in doctor.stdout, doctor.stdout
+
     stopped = kedro(project, helpers_tmp, "observability", "stop-helpers")
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert "Stopped 2 warm MLflow helper(s)" in stopped.stdout, stopped.stdout

@@ -100,6 +100,7 @@ def _mlflow_status(settings: ObservabilitySettings, context: KedroContext) -> li
     folder = spool_folder(context.project_path, settings.mlflow)
     spooled = pending_entries(folder)
     lines = [f"  MLflow spool: {len(spooled)} run(s) in {folder} wait for `kedro observability replay`"] if spooled else []
+    lines += _warm_helpers(settings.mlflow.warm_helper_seconds)
     uri = settings.mlflow.tracking_uri or default_tracking_uri(context.project_path)
     if not uri.startswith(("http://", "https://")):
         return [f"  MLflow: the local store {uri}; browse it with `mlflow ui --backend-store-uri {uri}`", *lines]
@@ -108,6 +109,16 @@ def _mlflow_status(settings: ObservabilitySettings, context: KedroContext) -> li
     except MlflowTrackingError as error:
         return [f"  MLflow: {error}", *lines]
     return [f"  MLflow: {uri} answers; open it in a browser to see the runs", *lines]
+
+
+def _warm_helpers(warm_seconds: int) -> list[str]:
+    from kedro_observability.tracking.warm import warm_pids
+
+    pids = warm_pids()
+    running = f"{len(pids)} of yours running (pid {', '.join(map(str, pids))}; `kedro observability stop-helpers` ends them)" if pids else "none of yours running"
+    if warm_seconds:
+        return [f"  MLflow helper: kept warm {warm_seconds} s after each run (mlflow.warm_helper_seconds); {running}"]
+    return [f"  MLflow helper: ends with each run (mlflow.warm_helper_seconds: 0); warm helpers: {running}"] if pids else []
 
 
 __all__ = ["report"]

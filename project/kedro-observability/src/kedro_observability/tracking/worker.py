@@ -121,13 +121,10 @@ class TrackingWorker:
     def __init__(self, warm_seconds: int = 0, project_path: Path | None = None) -> None:
         self.pid = os.getpid()
         self.process: subprocess.Popen[bytes] | None = None
-        self.warm = False
-        """True when a helper kept warm by an earlier ``kedro run`` serves this process."""
         address = _warm_address(project_path) if warm_seconds > 0 and project_path is not None else None
         reached = warm.connect(address) if address is not None else None
         if reached is not None:
             ours, self.helper_pid = reached
-            self.warm = True
             logger.info(
                 "kedro_observability: the MLflow helper kept warm by an earlier run (pid %s) serves this one: MLflow is imported "
                 "and its store open already (mlflow.warm_helper_seconds: %s).", self.helper_pid, warm_seconds,
@@ -373,5 +370,7 @@ def _stay_warm(idle_seconds: float, address: Path) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for connection in warm.connections(address, idle_seconds):
         _serve(connection)
+
+
 if __name__ == "__main__":
     main()
