@@ -198,6 +198,7 @@ def test_a_changed_source_file_gets_a_new_helper_and_stop_helpers_ends_them(tmp_
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert "Stopped 2 warm MLflow helper(s)" in stopped.stdout, stopped.stdout
     assert _gone(int(old_pid), 10) and _gone(int(new_pid), 10)
+    assert not list(helpers_tmp.glob("kedro-observability-*/*")), "a stopped helper left its socket or lock file"
 
 
 def test_a_warm_helper_ends_after_its_idle_time(tmp_path: Path, helpers_tmp: Path) -> None:

@@ -29,6 +29,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _VOLATILE = frozenset({"_", "OLDPWD", "SHLVL", "COLUMNS", "LINES"})
 """Variables a shell changes between two commands that no library reads."""
@@ -92,7 +93,7 @@ def connect(address: Path) -> tuple[socket.socket, int] | None:
     return connection, pid
 
 
-def take_address(address: Path) -> object | None:
+def take_address(address: Path) -> Any | None:
     """The address's lock (kept for the helper's life), or None if another helper has it."""
     lock = open(address.with_suffix(".lock"), "a+")  # noqa: SIM115 - held until the process ends
     try:
@@ -138,8 +139,16 @@ def connections(address: Path, idle_seconds: float) -> Iterator[socket.socket]:
         address.unlink(missing_ok=True)
 
 
+def release(address: Path, lock: Any) -> None:
+    """Remove the address's socket and lock file as the helper ends (it holds the lock)."""
+    address.unlink(missing_ok=True)
+    address.with_suffix(".lock").unlink(missing_ok=True)
+    lock.close()
+
+
 def warm_pids() -> list[int]:
-    """The pids of this user's warm helpers (those holding a lock), for ``stop_warm_helpers``."""
+    """The pids of this user's warm helpers (those holding a lock); removes what helpers
+    killed outright (SIGKILL) left behind."""
     try:
         folder = helpers_folder()
     except OSError:
@@ -154,6 +163,10 @@ def warm_pids() -> list[int]:
                 text = lock.read().strip()
                 if text.isdigit():
                     pids.append(int(text))
+                continue
+            # Free: no helper owns this address any more.
+            lock_path.with_suffix(".sock").unlink(missing_ok=True)
+            lock_path.unlink(missing_ok=True)
     return pids
 
 

@@ -365,12 +365,18 @@ def _stay_warm(idle_seconds: float, address: Path) -> None:
     if lock is None:
         return
     # Out of the terminal's session (its hang-up and Ctrl-C are no longer ours), and a plain
-    # `kill <pid>` ends it between runs.
+    # `kill <pid>` ends it, its socket and lock file removed.
     os.setsid()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for connection in warm.connections(address, idle_seconds):
-        _serve(connection)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        for connection in warm.connections(address, idle_seconds):
+            _serve(connection)
+    finally:
+        warm.release(address, lock)
 
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 if __name__ == "__main__":
     main()
